@@ -53,6 +53,20 @@ public static class Program
             $"{ProductInfo.NameAndVersion}: train speculative-decoding draft models (Eagle-3) for LLMs and save them " +
             "in the speculators format that `vllm serve <checkpoint>` loads directly.");
         root.Options.Add(Verbose);
+        // System.CommandLine's built-in --version reports the entry assembly (the test host when
+        // run in-process); report the product version instead.
+        foreach (var builtIn in root.Options.OfType<VersionOption>().ToList()) root.Options.Remove(builtIn);
+        var version = new Option<bool>("--version") { Description = "Show version information" };
+        root.Options.Add(version);
+        root.SetAction(pr =>
+        {
+            if (pr.GetValue(version))
+            {
+                Console.Out.WriteLine(ProductInfo.Version);
+                return 0;
+            }
+            return root.Parse("--help").Invoke();
+        });
         var verbs = typeof(Program).Assembly.GetTypes()
             .Where(t => typeof(ICliVerb).IsAssignableFrom(t) && t is { IsAbstract: false, IsInterface: false })
             .Select(t => ((ICliVerb)Activator.CreateInstance(t)!).Build())
