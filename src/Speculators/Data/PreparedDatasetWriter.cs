@@ -80,6 +80,9 @@ public sealed class PreparedDatasetWriter : IDisposable
                     $"{_outputDir} already holds a dataset ({string.Join(", ", existing.Take(4))}{(existing.Count > 4 ? ", …" : "")}); " +
                     "choose another output directory or pass --overwrite.");
             _stagingDir = Path.Combine(_outputDir, ".speculators-staging-" + tag);
+            var stale = Directory.GetDirectories(_outputDir, ".speculators-staging-*");
+            if (stale.Length > 0)
+                Log.Warn($"{_outputDir}: {stale.Length} staging folder(s) of an interrupted earlier write ({Path.GetFileName(stale[0])}); they are not part of any dataset and may be deleted.");
         }
         else
         {
@@ -160,28 +163,33 @@ public sealed class PreparedDatasetWriter : IDisposable
     internal static RecordBatch BuildBatch(Schema schema, IReadOnlyList<long[]> ids, IReadOnlyList<long[]> masks)
     {
         int n = ids.Count;
-        var offsets = new int[n + 1];
-        var seqLens = new long[n];
+        // Fill the Arrow buffers' bytes directly (one copy of the token data).
+        var offsetBytes = new byte[4 * (n + 1)];
+        var offsets = MemoryMarshal.Cast<byte, int>(offsetBytes.AsSpan());
+        var seqBytes = new byte[8 * n];
+        var seqLens = MemoryMarshal.Cast<byte, long>(seqBytes.AsSpan());
         for (int i = 0; i < n; i++)
         {
             offsets[i + 1] = checked(offsets[i] + ids[i].Length);
             seqLens[i] = ids[i].Length;
         }
         int total = offsets[n];
-        var idValues = new long[total];
-        var maskValues = new long[total];
+        var idBytes = new byte[8L * total];
+        var maskBytes = new byte[8L * total];
+        var idValues = MemoryMarshal.Cast<byte, long>(idBytes.AsSpan());
+        var maskValues = MemoryMarshal.Cast<byte, long>(maskBytes.AsSpan());
         for (int i = 0; i < n; i++)
         {
-            ids[i].CopyTo(idValues, offsets[i]);
-            masks[i].CopyTo(maskValues, offsets[i]);
+            ids[i].CopyTo(idValues[offsets[i]..]);
+            masks[i].CopyTo(maskValues[offsets[i]..]);
         }
         var listType = (ListType)schema.GetFieldByName("input_ids").DataType;
-        var offsetsBuffer = new ArrowBuffer(MemoryMarshal.AsBytes(offsets.AsSpan()).ToArray());
-        var idArray = new Int64Array(new ArrowBuffer(MemoryMarshal.AsBytes(idValues.AsSpan()).ToArray()), ArrowBuffer.Empty, total, 0, 0);
-        var maskArray = new Int64Array(new ArrowBuffer(MemoryMarshal.AsBytes(maskValues.AsSpan()).ToArray()), ArrowBuffer.Empty, total, 0, 0);
+        var offsetsBuffer = new ArrowBuffer(offsetBytes);
+        var idArray = new Int64Array(new ArrowBuffer(idBytes), ArrowBuffer.Empty, total, 0, 0);
+        var maskArray = new Int64Array(new ArrowBuffer(maskBytes), ArrowBuffer.Empty, total, 0, 0);
         var idsList = new ListArray(listType, n, offsetsBuffer, idArray, ArrowBuffer.Empty, 0, 0);
         var maskList = new ListArray(listType, n, offsetsBuffer, maskArray, ArrowBuffer.Empty, 0, 0);
-        var seqLen = new Int64Array(new ArrowBuffer(MemoryMarshal.AsBytes(seqLens.AsSpan()).ToArray()), ArrowBuffer.Empty, n, 0, 0);
+        var seqLen = new Int64Array(new ArrowBuffer(seqBytes), ArrowBuffer.Empty, n, 0, 0);
         return new RecordBatch(schema, [idsList, maskList, seqLen], n);
     }
 
