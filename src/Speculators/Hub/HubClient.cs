@@ -393,7 +393,7 @@ public sealed class HubClient : IDisposable
     {
         try
         {
-            var free = new DriveInfo(Path.GetFullPath(path)).AvailableFreeSpace;
+            var free = new DriveInfo(Path.GetDirectoryName(Path.GetFullPath(path))!).AvailableFreeSpace;
             if (free < expected)
                 Log.Warn($"not enough free disk space for {path}: the file has {expected / 1e6:F1} MB and {free / 1e6:F1} MB are free");
         }
@@ -484,8 +484,12 @@ public sealed class HubClient : IDisposable
             Log.Info($"downloading {missing.Count} file(s), {FormatBytes(total)}, of {listing.RepoId} into {CacheDir}");
         using Progress? bar = missing.Count > 0 && Settings.ShowProgress && !IsOffline(listing.Type)
             ? new Progress($"downloading {listing.RepoId}", total, "B") : null;
-        var result = new List<string>(paths.Count);
-        foreach (string p in paths) result.Add(DownloadFile(listing.RepoId, p, listing.Type, listing.Commit, bar));
+        // Several files at once, as snapshot_download does (max_workers=8): one connection rarely fills the link.
+        var result = new string[paths.Count];
+        Parallel.ForEachAsync(Enumerable.Range(0, paths.Count),
+            new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, Settings.MaxParallelDownloads) },
+            async (i, _) => result[i] = await DownloadFileAsync(listing.RepoId, paths[i], listing.Type, listing.Commit, bar).ConfigureAwait(false))
+            .GetAwaiter().GetResult();
         return result;
     }
 

@@ -41,6 +41,9 @@ public sealed record HubSettings
     /// <summary>Pause before resuming an interrupted transfer.</summary>
     public TimeSpan RetryDelay { get; init; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>Files downloaded at the same time by <see cref="HubClient.DownloadFiles"/> (huggingface_hub's snapshot_download uses 8).</summary>
+    public int MaxParallelDownloads { get; init; } = 8;
+
     /// <summary>Show download progress (Util.Progress, bytes).</summary>
     public bool ShowProgress { get; init; } = true;
 

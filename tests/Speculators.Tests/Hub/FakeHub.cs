@@ -65,7 +65,7 @@ public sealed class FakeRepo(string id, RepoType type)
 public sealed class FakeHub : IDisposable
 {
     readonly Dictionary<(RepoType, string), FakeRepo> _repos = new();
-    readonly Dictionary<string, FakeFile> _blobs = new(StringComparer.Ordinal);
+    readonly System.Collections.Concurrent.ConcurrentDictionary<string, FakeFile> _blobs = new(StringComparer.Ordinal);
 
     public FakeHub()
     {
@@ -212,7 +212,7 @@ public sealed class FakeHub : IDisposable
         string[] segs = req.RawPath.TrimStart('/').Split('/');
         if (segs.Length != 2 || segs[0] != "repos" || !_blobs.TryGetValue(segs[1], out var f)) return new HttpResponseSpec { Status = 404 };
         int? truncate = null;
-        if (TruncateCdnDownloads > 0 && req.Method == "GET") { TruncateCdnDownloads--; truncate = TruncateAt; }
+        lock (_blobs) { if (TruncateCdnDownloads > 0 && req.Method == "GET") { TruncateCdnDownloads--; truncate = TruncateAt; } }
         byte[] content = f.Content;
         if (CorruptCdn) { content = (byte[])content.Clone(); content[content.Length / 2] ^= 0xFF; }
         return Ranged(req, content, IgnoreRange, truncate);
