@@ -517,25 +517,34 @@ public sealed class HubClient : IDisposable
             using var page = await GetJsonAsync(url, target).ConfigureAwait(false);
             if (page.Doc.RootElement.ValueKind != JsonValueKind.Array)
                 throw new HubException(HubErrorKind.BadResponse, $"{url} did not answer with a JSON array of tree entries.");
-            foreach (var e in page.Doc.RootElement.EnumerateArray())
+            try { ParseTreePage(page.Doc.RootElement, files); }
+            catch (Exception e) when (e is KeyNotFoundException or InvalidOperationException or FormatException)
             {
-                if (!e.TryGetProperty("type", out var t) || t.GetString() != "file") continue;
-                string path = e.GetProperty("path").GetString() ?? "";
-                long size = e.TryGetProperty("size", out var s) && s.ValueKind == JsonValueKind.Number ? s.GetInt64() : 0;
-                string oid = e.TryGetProperty("oid", out var o) && o.ValueKind == JsonValueKind.String ? o.GetString()! : "";
-                string? lfsOid = null; long? lfsSize = null;
-                if (e.TryGetProperty("lfs", out var lfs) && lfs.ValueKind == JsonValueKind.Object)
-                {
-                    lfsOid = lfs.TryGetProperty("oid", out var lo) ? lo.GetString() : lfs.TryGetProperty("sha256", out var ls) ? ls.GetString() : null;
-                    lfsSize = lfs.TryGetProperty("size", out var lz) && lz.ValueKind == JsonValueKind.Number ? lz.GetInt64() : null;
-                }
-                string? xet = e.TryGetProperty("xetHash", out var x) && x.ValueKind == JsonValueKind.String ? x.GetString() : null;
-                files.Add(new RepoFileEntry(path, size, oid, lfsOid, lfsSize, xet));
+                throw new HubException(HubErrorKind.BadResponse, $"{url} answered with tree entries of an unexpected shape ({e.Message}).", null, e);
             }
             url = NextLink(page.Link);
             if (++pages > 100_000) throw new HubException(HubErrorKind.BadResponse, "The tree listing did not end (more than 100,000 pages).");
         }
         return files;
+    }
+
+    static void ParseTreePage(JsonElement page, List<RepoFileEntry> files)
+    {
+        foreach (var e in page.EnumerateArray())
+        {
+            if (!e.TryGetProperty("type", out var t) || t.GetString() != "file") continue;
+            string path = e.GetProperty("path").GetString() ?? "";
+            long size = e.TryGetProperty("size", out var s) && s.ValueKind == JsonValueKind.Number ? s.GetInt64() : 0;
+            string oid = e.TryGetProperty("oid", out var o) && o.ValueKind == JsonValueKind.String ? o.GetString()! : "";
+            string? lfsOid = null; long? lfsSize = null;
+            if (e.TryGetProperty("lfs", out var lfs) && lfs.ValueKind == JsonValueKind.Object)
+            {
+                lfsOid = lfs.TryGetProperty("oid", out var lo) ? lo.GetString() : lfs.TryGetProperty("sha256", out var ls) ? ls.GetString() : null;
+                lfsSize = lfs.TryGetProperty("size", out var lz) && lz.ValueKind == JsonValueKind.Number ? lz.GetInt64() : null;
+            }
+            string? xet = e.TryGetProperty("xetHash", out var x) && x.ValueKind == JsonValueKind.String ? x.GetString() : null;
+            files.Add(new RepoFileEntry(path, size, oid, lfsOid, lfsSize, xet));
+        }
     }
 
     /// <summary>The <c>rel="next"</c> URL of an RFC 8288 Link header, or null.</summary>
@@ -557,7 +566,10 @@ public sealed class HubClient : IDisposable
     async Task<JsonPage> GetJsonAsync(string url, Target target)
     {
         using var cts = new CancellationTokenSource(Settings.EtagTimeout > TimeSpan.FromSeconds(30) ? Settings.EtagTimeout : TimeSpan.FromSeconds(30));
-        using var response = await GetFollowingRedirectsAsync(url, sendAuth: true, null, target, cts.Token).ConfigureAwait(false);
+        HttpResponseMessage response;
+        try { response = await GetFollowingRedirectsAsync(url, sendAuth: true, null, target, cts.Token).ConfigureAwait(false); }
+        catch (Exception e) when (IsTransient(e)) { throw NetworkError(e, target, url); }
+        using var _ = response;
         if ((int)response.StatusCode >= 400) throw HttpError(response, target, url);
         try
         {

@@ -91,6 +91,30 @@ public class HubClientTests
     }
 
     [Fact]
+    public void ListingFallsBackToTheCacheWhenTheHubIsDown()
+    {
+        var hub = new FakeHub();
+        using var dir = new TempDir();
+        string commit = hub.AddRepo("org/tiny").Commit(new() { ["config.json"] = Utf8("{}"), ["b.txt"] = Utf8("b") });
+        using var client = new HubClient(hub.Settings(dir.Path));
+        var online = client.ListRepoTree("org/tiny");
+        Assert.Null(online.FallbackReason);
+        hub.Dispose();
+
+        var cached = client.ListRepoTree("org/tiny");
+        Assert.Equal(commit, cached.Commit);
+        Assert.Equal(["b.txt", "config.json"], cached.Files.Select(f => f.Path));
+        Assert.Contains("Could not reach", cached.FallbackReason);
+
+        var e = Assert.Throws<HubException>(() => client.ListRepoFiles("org/other"));
+        Assert.Equal(HubErrorKind.Network, e.Kind);
+        Assert.Contains(hub.Endpoint, e.Message);
+        Assert.Contains("HF_HUB_OFFLINE=1", e.Message);
+        var m = Assert.Throws<HubException>(() => ModelLocator.Resolve("org/other", client));
+        Assert.Equal(HubErrorKind.Network, m.Kind);
+    }
+
+    [Fact]
     public void ResumesFromAnIncompleteBlob()
     {
         using var hub = new FakeHub();
