@@ -27,7 +27,7 @@ public sealed record DatasetResolution(
 /// <summary>
 /// Resolves prepare-data inputs to local data files: the presets (<c>sharegpt</c>, <c>ultrachat</c>, ...),
 /// <c>hf:&lt;id&gt;</c>, <c>hf:&lt;id&gt;:&lt;split&gt;</c>, <c>hf:&lt;id&gt;:&lt;subset&gt;:&lt;split&gt;</c> (id may end in
-/// <c>@revision</c>), or a local file / directory. Hub datasets are fetched through <see cref="HubClient"/>
+/// <c>@revision</c>), or a local file / directory (listed by <see cref="Data.ConversationReader.ListFiles"/>). Hub datasets are fetched through <see cref="HubClient"/>
 /// into the HF cache; which files form a split follows the <c>datasets</c> library (README YAML
 /// <c>configs</c>, else <see cref="DataFiles"/> auto-detection).
 /// </summary>
@@ -46,7 +46,6 @@ public static class DatasetLocator
         ["hermes-fc"] = new("NousResearch/hermes-function-calling-v1", "func_calling", "train"),
     };
 
-    static readonly string[] LocalExtensions = [".json", ".jsonl", ".parquet", ".arrow"];
     static readonly string[] SupportedModules = ["parquet", "json", "arrow"];
 
     /// <summary>The local data files of <paramref name="spec"/>'s split, in row order.</summary>
@@ -82,20 +81,9 @@ public static class DatasetLocator
         };
     }
 
-    /// <summary>A local file (as is) or directory (its .json/.jsonl/.parquet/.arrow files, recursively, sorted); null otherwise.</summary>
-    static IReadOnlyList<string>? ResolveLocal(string spec)
-    {
-        if (File.Exists(spec)) return [Path.GetFullPath(spec)];
-        if (!Directory.Exists(spec)) return null;
-        string root = Path.GetFullPath(spec);
-        var files = Directory.EnumerateFiles(root, "*", SearchOption.AllDirectories)
-            .Where(f => LocalExtensions.Contains(Path.GetExtension(f).ToLowerInvariant()))
-            .Where(f => !Path.GetRelativePath(root, f).Split(Path.DirectorySeparatorChar).Any(p => p.StartsWith('.')))
-            .Order(StringComparer.Ordinal).ToList();
-        if (files.Count == 0)
-            throw new SpeculatorsException($"Dataset directory '{spec}' holds no {string.Join("/", LocalExtensions)} files.");
-        return files;
-    }
+    /// <summary>A local file or directory, listed by the data readers' own rules (<see cref="Data.ConversationReader.ListFiles"/>); null otherwise.</summary>
+    static IReadOnlyList<string>? ResolveLocal(string spec) =>
+        File.Exists(spec) || Directory.Exists(spec) ? Data.ConversationReader.ListFiles(spec) : null;
 
     /// <summary>Resolves a preset or <c>hf:</c> spec on the hub (or the cache) and downloads the split's files.</summary>
     public static DatasetResolution ResolveDetailed(string spec, HubClient? client = null)
