@@ -1,0 +1,292 @@
+using System.Collections.Frozen;
+
+namespace Speculators.Text;
+
+/// <summary>
+/// Token ids and, per token, the UTF-16 range [Start, End) of the caller's original string it
+/// covers (mapped back through the normalizer; a token covering part of a character covers the
+/// whole character). Special tokens added by the post-processor get (0, 0).
+/// </summary>
+public sealed record EncodedText(int[] Ids, (int Start, int End)[] Offsets);
+
+/// <summary>
+/// A Hugging Face <c>tokenizer.json</c> tokenizer whose ids equal HF <c>tokenizers</c>' on
+/// byte-level BPE (GPT-2, Llama-3, Qwen) and SentencePiece-style BPE with byte fallback (Llama-2,
+/// Mistral): added/special tokens, normalizers with offset alignment, pre-tokenizers, BPE with
+/// <c>ignore_merges</c>/<c>byte_fallback</c>, post-processors and decoders. Immutable after
+/// loading; <see cref="Encode"/> and <see cref="Decode"/> are thread-safe.
+/// </summary>
+public sealed class HfTokenizer
+{
+    readonly BpeModel _model;
+    readonly TextNormalizer? _normalizer;
+    readonly PreTokenizerStep? _preTokenizer;
+    readonly PostProcessorStep? _postProcessor;
+    readonly TokenDecoder? _decoder;
+    readonly AddedTokenMatcher _rawMatcher;
+    readonly AddedTokenMatcher _normalizedMatcher;
+    readonly Dictionary<string, int> _addedByContent = new(StringComparer.Ordinal);
+    readonly Dictionary<int, AddedToken> _addedById = new();
+    readonly Dictionary<int, string> _decodeForm = new();
+    readonly FrozenSet<int> _specialIds;
+
+    /// <summary>Where the tokenizer was read from (for messages).</summary>
+    public string Source { get; }
+    public TokenizerConfig Config { get; }
+
+    /// <summary>Size including added tokens (= <c>len(tokenizer)</c> in transformers).</summary>
+    public int VocabSize { get; }
+    public int? BosTokenId { get; }
+    public int? EosTokenId { get; }
+    public int? PadTokenId { get; }
+    public string? BosToken { get; }
+    public string? EosToken { get; }
+    public string? PadToken { get; }
+
+    /// <summary>
+    /// Ids of added tokens marked special plus the config's special tokens (bos, eos, unk, pad,
+    /// mask, additional): what transformers registers as special, and what
+    /// <c>Decode(skipSpecialTokens: true)</c> drops.
+    /// </summary>
+    public IReadOnlySet<int> SpecialTokenIds => _specialIds;
+
+    /// <summary>All added tokens (tokenizer.json <c>added_tokens</c>), in file order.</summary>
+    public IReadOnlyList<AddedToken> AddedTokens { get; }
+
+    /// <summary>Ids the post-processor puts before and after a sequence when special tokens are added (e.g. Llama's BOS).</summary>
+    public (int[] Prefix, int[] Suffix) PostProcessorSpecialIds { get; }
+
+    /// <summary>Loads <c>tokenizer.json</c> and <c>tokenizer_config.json</c> (plus chat template files) from a model directory.</summary>
+    public static HfTokenizer Load(string modelDir)
+    {
+        string json = Path.Combine(modelDir, "tokenizer.json");
+        if (!File.Exists(json))
+            throw new SpeculatorsException($"{modelDir}: no tokenizer.json found (only tokenizer.json tokenizers are supported; convert slow tokenizers with transformers first).");
+        return Build(File.ReadAllText(json), json, TokenizerConfig.Load(modelDir));
+    }
+
+    /// <summary>Loads from explicit files; without a config file the config is empty (no BOS/EOS names, no chat template).</summary>
+    public static HfTokenizer FromFiles(string tokenizerJson, string? tokenizerConfigJson)
+    {
+        if (!File.Exists(tokenizerJson)) throw new SpeculatorsException($"{tokenizerJson}: file not found.");
+        TokenizerConfig cfg;
+        if (tokenizerConfigJson == null) cfg = new TokenizerConfig();
+        else if (!File.Exists(tokenizerConfigJson)) throw new SpeculatorsException($"{tokenizerConfigJson}: file not found.");
+        else cfg = TokenizerConfig.Parse(File.ReadAllText(tokenizerConfigJson), tokenizerConfigJson);
+        return Build(File.ReadAllText(tokenizerJson), tokenizerJson, cfg);
+    }
+
+    /// <summary>Builds from tokenizer.json text (e.g. just trained) and an optional config.</summary>
+    public static HfTokenizer FromJson(string tokenizerJson, TokenizerConfig? config = null, string source = "tokenizer.json") =>
+        Build(tokenizerJson, source, config ?? new TokenizerConfig());
+
+    static HfTokenizer Build(string json, string source, TokenizerConfig cfg) => new(TokenizerJson.Parse(json, source), cfg, source);
+
+    /// <summary>transformers (v4) rebuilds the post-processor of these classes from add_bos_token / add_eos_token.</summary>
+    static readonly HashSet<string> BosEosTemplateClasses = new(StringComparer.Ordinal)
+    {
+        "LlamaTokenizer", "LlamaTokenizerFast", "CodeLlamaTokenizer", "CodeLlamaTokenizerFast", "GemmaTokenizer", "GemmaTokenizerFast",
+    };
+
+    HfTokenizer(TokenizerPipeline p, TokenizerConfig cfg, string source)
+    {
+        Source = source;
+        Config = cfg;
+        _model = p.Model;
+        _normalizer = p.Normalizer;
+        _preTokenizer = p.PreTokenizer;
+        _decoder = p.Decoder;
+        AddedTokens = p.AddedTokens;
+
+        var raw = new List<(string, AddedToken)>();
+        var normalized = new List<(string, AddedToken)>();
+        var specials = new HashSet<int>();
+        foreach (var t in p.AddedTokens)
+        {
+            if (t.Content.Length == 0) continue;
+            _addedByContent.TryAdd(t.Content, t.Id);
+            _addedById[t.Id] = t;
+            if (t.Special) specials.Add(t.Id);
+            if (t.Normalized && _normalizer != null)
+            {
+                string form = _normalizer.NormalizeString(t.Content);
+                if (form != t.Content) _decodeForm[t.Id] = form;
+                normalized.Add((form, t));
+            }
+            else if (t.Normalized) normalized.Add((t.Content, t));
+            else raw.Add((t.Content, t));
+        }
+        _rawMatcher = new AddedTokenMatcher(raw);
+        _normalizedMatcher = new AddedTokenMatcher(normalized);
+
+        int overlapping = _addedByContent.Keys.Count(k => _model.TryGetId(k, out _));
+        VocabSize = _model.VocabCount + _addedByContent.Count - overlapping;
+
+        BosToken = cfg.BosToken;
+        EosToken = cfg.EosToken;
+        PadToken = cfg.PadToken;
+        BosTokenId = BosToken == null ? null : TokenToId(BosToken);
+        EosTokenId = EosToken == null ? null : TokenToId(EosToken);
+        PadTokenId = PadToken == null ? null : TokenToId(PadToken);
+        foreach (var s in new[] { cfg.BosToken, cfg.EosToken, cfg.UnkToken, cfg.PadToken, cfg.MaskToken }.Concat(cfg.AdditionalSpecialTokens))
+            if (s != null && TokenToId(s) is int sid) specials.Add(sid);
+        _specialIds = specials.ToFrozenSet();
+
+        var post = p.PostProcessor;
+        if (cfg.TokenizerClass != null && BosEosTemplateClasses.Contains(cfg.TokenizerClass))
+        {
+            bool addBos = cfg.AddBosToken ?? true, addEos = cfg.AddEosToken ?? false;
+            if (addBos && BosTokenId == null)
+                throw new SpeculatorsException($"{source}: tokenizer_config.json asks for add_bos_token but bos_token is not set or not in the vocabulary.");
+            if (addEos && EosTokenId == null)
+                throw new SpeculatorsException($"{source}: tokenizer_config.json asks for add_eos_token but eos_token is not set or not in the vocabulary.");
+            post = new TemplatePostProcessor(addBos ? [BosTokenId!.Value] : [], addEos ? [EosTokenId!.Value] : []);
+        }
+        _postProcessor = post;
+        PostProcessorSpecialIds = post?.SpecialIds ?? ([], []);
+    }
+
+    /// <summary>Id of a token string: added tokens first, then the model vocabulary (HF token_to_id).</summary>
+    public int? TokenToId(string token)
+    {
+        if (_addedByContent.TryGetValue(token, out int id)) return id;
+        return _model.TryGetId(token, out id) ? id : null;
+    }
+
+    /// <summary>The token string of an id (added token content, else the raw vocabulary entry, e.g. "Ġthe").</summary>
+    public string? IdToToken(int id)
+    {
+        if (_addedById.TryGetValue(id, out var t)) return _decodeForm.TryGetValue(id, out var f) ? f : t.Content;
+        return _model.IdToToken(id);
+    }
+
+    [ThreadStatic] static TokenBuffer? t_tokens;
+    [ThreadStatic] static PreTokenizedText? t_pre;
+    [ThreadStatic] static List<(int Start, int End, AddedToken Token)>? t_matches;
+
+    /// <summary>Encodes text (HF <c>encode(text, add_special_tokens)</c>) with offsets into <paramref name="text"/>.</summary>
+    public EncodedText Encode(string text, bool addSpecialTokens = true)
+    {
+        var buf = EncodeToBuffer(text, addSpecialTokens);
+        int n = buf.Count;
+        var offsets = new (int, int)[n];
+        for (int i = 0; i < n; i++) offsets[i] = (buf.Starts[i], buf.Ends[i]);
+        return new EncodedText(buf.Ids[..n], offsets);
+    }
+
+    /// <summary>Ids only (same ids as <see cref="Encode"/>).</summary>
+    public int[] EncodeToIds(string text, bool addSpecialTokens = true)
+    {
+        var buf = EncodeToBuffer(text, addSpecialTokens);
+        return buf.Ids[..buf.Count];
+    }
+
+    TokenBuffer EncodeToBuffer(string text, bool addSpecialTokens)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        var buf = t_tokens ??= new TokenBuffer();
+        buf.Clear();
+        string src = ReplaceLoneSurrogates(text);
+        if (_rawMatcher.IsEmpty) EncodeSegment(src, 0, src.Length, buf);
+        else
+        {
+            var matches = t_matches ??= new();
+            matches.Clear();
+            _rawMatcher.FindMatches(src, matches);
+            int pos = 0;
+            foreach (var (s, e, tok) in matches)
+            {
+                if (s > pos) EncodeSegment(src, pos, s, buf);
+                buf.Add(tok.Id, s, e);
+                pos = e;
+            }
+            if (pos < src.Length) EncodeSegment(src, pos, src.Length, buf);
+        }
+        _postProcessor?.Process(buf, addSpecialTokens, src, IdToToken);
+        return buf;
+    }
+
+    /// <summary>Lone surrogates cannot be UTF-8 encoded; like .NET's encoder (and HF fed by it) they become U+FFFD, one unit for one unit.</summary>
+    static string ReplaceLoneSurrogates(string text)
+    {
+        int i = text.AsSpan().IndexOfAnyInRange('\uD800', '\uDFFF');
+        if (i < 0) return text;
+        char[]? copy = null;
+        for (; i < text.Length; i++)
+        {
+            char c = text[i];
+            if (!char.IsSurrogate(c)) continue;
+            if (char.IsHighSurrogate(c) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1])) { i++; continue; }
+            copy ??= text.ToCharArray();
+            copy[i] = '\uFFFD';
+        }
+        return copy == null ? text : new string(copy);
+    }
+
+    void EncodeSegment(string src, int start, int end, TokenBuffer buf)
+    {
+        var pt = t_pre ??= new PreTokenizedText();
+        var span = src.AsSpan(start, end - start);
+        var norm = _normalizer?.Normalize(span);
+        if (norm == null) pt.Reset(src.AsMemory(start, end - start), null, null, start);
+        else pt.Reset(norm.Memory, norm.StartArray, norm.EndArray, start);
+        int len = pt.Text.Length;
+        if (len == 0) return;
+        if (_normalizedMatcher.IsEmpty) pt.Pieces.Add(new Piece(0, len));
+        else
+        {
+            var matches = new List<(int Start, int End, AddedToken Token)>();
+            _normalizedMatcher.FindMatches(pt.Text.Span, matches);
+            int pos = 0;
+            foreach (var (s, e, tok) in matches)
+            {
+                if (s > pos) pt.Pieces.Add(new Piece(pos, s));
+                pt.Pieces.Add(new Piece(s, e, tok.Id));
+                pos = e;
+            }
+            if (pos < len) pt.Pieces.Add(new Piece(pos, len));
+        }
+        _preTokenizer?.Apply(pt);
+        var text = pt.Text.Span;
+        foreach (var p in pt.Pieces)
+        {
+            if (p.AddedId >= 0)
+            {
+                var (s, e) = pt.MapRange(p.Start, p.End);
+                buf.Add(p.AddedId, s, e);
+                continue;
+            }
+            int before = buf.Count;
+            _model.Tokenize(text[p.Start..p.End], pt.ByteLevel, buf, p.Start);
+            for (int i = before; i < buf.Count; i++)
+            {
+                var (s, e) = pt.MapRange(buf.Starts[i], buf.Ends[i]);
+                buf.Starts[i] = s;
+                buf.Ends[i] = e;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Decodes ids to text (HF <c>decode</c>: unknown ids are skipped, the decoder pipeline runs
+    /// over the token strings; no <c>clean_up_tokenization_spaces</c>).
+    /// </summary>
+    public string Decode(IReadOnlyList<int> ids, bool skipSpecialTokens = false)
+    {
+        var tokens = new List<string>(ids.Count);
+        foreach (int id in ids)
+        {
+            if (skipSpecialTokens && _specialIds.Contains(id)) continue;
+            var t = IdToToken(id);
+            if (t != null) tokens.Add(t);
+        }
+        if (_decoder == null) return string.Join(" ", tokens);
+        return string.Concat(_decoder.DecodeChain(tokens));
+    }
+
+    /// <summary>A decoder for a growing id stream that only emits complete text (see <see cref="TokenStreamDecoder"/>).</summary>
+    public TokenStreamDecoder CreateStreamDecoder(bool skipSpecialTokens = false) => new(this, skipSpecialTokens);
+
+    /// <summary>Number of pre-token BPE results currently cached (diagnostics).</summary>
+    internal BpeModel Model => _model;
+}
