@@ -4,6 +4,17 @@ using System.Text;
 
 namespace Speculators.Text;
 
+/// <summary>
+/// One merge rule as stored in tokenizer.json: either the legacy "a b" line (<see cref="Second"/>
+/// null, the space at <see cref="SplitAt"/>) or a pair (First = a, Second = b).
+/// </summary>
+internal readonly record struct BpeMerge(string First, int SplitAt, string? Second)
+{
+    public ReadOnlySpan<char> A => First.AsSpan(0, SplitAt);
+    public ReadOnlySpan<char> B => Second ?? First.AsSpan(SplitAt + 1);
+    public override string ToString() => $"'{A}' '{B}'";
+}
+
 /// <summary>Token ids with their [start, end) ranges, appended by the model and the pipeline.</summary>
 internal sealed class TokenBuffer
 {
@@ -76,7 +87,7 @@ internal sealed class BpeModel
     public bool IgnoreMerges => _ignoreMerges;
     public int MergeCount => _merges.Count;
 
-    public BpeModel(Dictionary<string, int> vocab, IReadOnlyList<(string A, string B)> merges, string? unkToken,
+    public BpeModel(Dictionary<string, int> vocab, IReadOnlyList<BpeMerge> merges, string? unkToken,
         string? continuingSubwordPrefix, string? endOfWordSuffix, bool fuseUnk, bool byteFallback, bool ignoreMerges,
         string source, int cacheCapacity = 1 << 18)
     {
@@ -113,21 +124,51 @@ internal sealed class BpeModel
         _hasAllByteFallback = _byteFallbackIds.All(i => i >= 0);
 
         _merges = new PairMap(merges.Count);
+        char[] buffer = new char[256];
         for (int rank = 0; rank < merges.Count; rank++)
         {
-            var (a, b) = merges[rank];
-            if (!vocab.TryGetValue(a, out int ia))
-                throw new SpeculatorsException($"{source}: merge #{rank} ('{a}' '{b}'): '{a}' is not in model.vocab.");
-            if (!vocab.TryGetValue(b, out int ib))
-                throw new SpeculatorsException($"{source}: merge #{rank} ('{a}' '{b}'): '{b}' is not in model.vocab.");
-            string merged = a + (b.StartsWith(_prefix, StringComparison.Ordinal) ? b[_prefix.Length..] : b);
-            if (!vocab.TryGetValue(merged, out int im))
-                throw new SpeculatorsException($"{source}: merge #{rank} ('{a}' '{b}'): the merged token '{merged}' is not in model.vocab.");
+            var merge = merges[rank];
+            ReadOnlySpan<char> a = merge.A, b = merge.B;
+            if (!_lookup.TryGetValue(a, out int ia))
+                throw new SpeculatorsException($"{source}: merge #{rank} ({merge}): '{a}' is not in model.vocab.");
+            if (!_lookup.TryGetValue(b, out int ib))
+                throw new SpeculatorsException($"{source}: merge #{rank} ({merge}): '{b}' is not in model.vocab.");
+            if (b.StartsWith(_prefix, StringComparison.Ordinal)) b = b[_prefix.Length..];
+            if (buffer.Length < a.Length + b.Length) buffer = new char[(a.Length + b.Length) * 2];
+            a.CopyTo(buffer);
+            b.CopyTo(buffer.AsSpan(a.Length));
+            var merged = buffer.AsSpan(0, a.Length + b.Length);
+            if (!_lookup.TryGetValue(merged, out int im))
+                throw new SpeculatorsException($"{source}: merge #{rank} ({merge}): the merged token '{merged}' is not in model.vocab.");
             _merges.Set(ia, ib, rank, im);
         }
     }
 
     public int VocabCount => _vocab.Count;
+
+    /// <summary>Empties the per-word caches (benchmarks measure cold encoding with it).</summary>
+    internal void ClearCache()
+    {
+        foreach (var c in _caches) c.Clear();
+        Volatile.Write(ref _cacheCount, 0);
+    }
+
+    /// <summary>
+    /// True when cutting a word just before <paramref name="c"/> (where the previous character is
+    /// not <paramref name="c"/>) can never change the result: <paramref name="c"/> is itself a
+    /// token (so unknown-character runs cannot fuse across it), no token has another character
+    /// followed by <paramref name="c"/> (so no merge can span the cut) and ignore_merges is off
+    /// (whole-word lookups would see different words). SentencePiece vocabularies satisfy this for
+    /// '▁', which lets us cache per-word results although their tokenizer.json has no pre-tokenizer.
+    /// </summary>
+    internal bool CanSplitBefore(char c)
+    {
+        if (_ignoreMerges || _prefix.Length > 0 || _suffix.Length > 0 || !_vocab.ContainsKey(c.ToString())) return false;
+        foreach (var token in _vocab.Keys)
+            for (int i = 1; i < token.Length; i++)
+                if (token[i] == c && token[i - 1] != c) return false;
+        return true;
+    }
 
     public bool TryGetId(ReadOnlySpan<char> token, out int id) => _lookup.TryGetValue(token, out id);
 

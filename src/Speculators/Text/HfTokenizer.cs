@@ -29,6 +29,8 @@ public sealed class HfTokenizer
     readonly Dictionary<int, AddedToken> _addedById = new();
     readonly Dictionary<int, string> _decodeForm = new();
     readonly FrozenSet<int> _specialIds;
+    /// <summary>When set, pieces are cut before this character (see <see cref="BpeModel.CanSplitBefore"/>); a speed-up only.</summary>
+    readonly char? _splitBefore;
 
     /// <summary>Where the tokenizer was read from (for messages).</summary>
     public string Source { get; }
@@ -143,6 +145,8 @@ public sealed class HfTokenizer
             post = new TemplatePostProcessor(addBos ? [BosTokenId!.Value] : [], addEos ? [EosTokenId!.Value] : []);
         }
         _postProcessor = post;
+        // Without a splitting pre-tokenizer (Llama-2 style), SentencePiece words start at '▁': cut there when provably safe.
+        if (_preTokenizer is null or MetaspacePreTokenizer && _model.CanSplitBefore('\u2581')) _splitBefore = '\u2581';
         PostProcessorSpecialIds = post?.SpecialIds ?? ([], []);
     }
 
@@ -257,7 +261,18 @@ public sealed class HfTokenizer
                 continue;
             }
             int before = buf.Count;
-            _model.Tokenize(text[p.Start..p.End], pt.ByteLevel, buf, p.Start);
+            if (_splitBefore is char cut && !pt.ByteLevel)
+            {
+                int ws = p.Start;
+                for (int i = p.Start + 1; i < p.End; i++)
+                {
+                    if (text[i] != cut || text[i - 1] == cut) continue;
+                    _model.Tokenize(text[ws..i], false, buf, ws);
+                    ws = i;
+                }
+                _model.Tokenize(text[ws..p.End], false, buf, ws);
+            }
+            else _model.Tokenize(text[p.Start..p.End], pt.ByteLevel, buf, p.Start);
             for (int i = before; i < buf.Count; i++)
             {
                 var (s, e) = pt.MapRange(buf.Starts[i], buf.Ends[i]);
@@ -287,6 +302,6 @@ public sealed class HfTokenizer
     /// <summary>A decoder for a growing id stream that only emits complete text (see <see cref="TokenStreamDecoder"/>).</summary>
     public TokenStreamDecoder CreateStreamDecoder(bool skipSpecialTokens = false) => new(this, skipSpecialTokens);
 
-    /// <summary>Number of pre-token BPE results currently cached (diagnostics).</summary>
-    internal BpeModel Model => _model;
+    /// <summary>Drops the cached per-word BPE results (frees memory after a large job; benchmarks use it for cold runs).</summary>
+    public void ClearCache() => _model.ClearCache();
 }

@@ -85,13 +85,15 @@ internal sealed class StripNormalizer(bool left, bool right) : TextNormalizer
     }
 }
 
-/// <summary>HF StripAccents: removes non-spacing marks (category Mn), usually after NFD.</summary>
+/// <summary>HF StripAccents: removes combining marks (categories Mn, Mc, Me), usually after NFD.</summary>
 internal sealed class StripAccentsNormalizer : TextNormalizer
 {
+    static bool IsMark(Rune r) => Rune.GetUnicodeCategory(r) is UnicodeCategory.NonSpacingMark or UnicodeCategory.SpacingCombiningMark or UnicodeCategory.EnclosingMark;
+
     protected override bool IsUnchanged(ReadOnlySpan<char> text)
     {
         foreach (var r in text.EnumerateRunes())
-            if (Rune.GetUnicodeCategory(r) == UnicodeCategory.NonSpacingMark) return false;
+            if (IsMark(r)) return false;
         return true;
     }
 
@@ -102,7 +104,7 @@ internal sealed class StripAccentsNormalizer : TextNormalizer
         for (int i = 0; i < c.Length;)
         {
             Rune.DecodeFromUtf16(c[i..], out var r, out int used);
-            if (Rune.GetUnicodeCategory(r) != UnicodeCategory.NonSpacingMark) dst.AppendFrom(input, i, i + used);
+            if (!IsMark(r)) dst.AppendFrom(input, i, i + used);
             i += used;
         }
         return dst;

@@ -86,22 +86,27 @@ internal static class TokenizerJson
                 throw new SpeculatorsException($"{source}: model.vocab['{p.Name}'] must be an integer id.");
             vocab[p.Name] = id;
         }
-        var merges = new List<(string, string)>();
+        var merges = new List<BpeMerge>();
         if (m.TryGetProperty("merges", out var mergesEl) && mergesEl.ValueKind == JsonValueKind.Array)
         {
+            merges.Capacity = mergesEl.GetArrayLength();
             int i = 0;
             foreach (var e in mergesEl.EnumerateArray())
             {
                 if (e.ValueKind == JsonValueKind.String)
                 {
-                    var parts = e.GetString()!.Split(' ');
-                    if (parts.Length != 2)
-                        throw new SpeculatorsException($"{source}: model.merges[{i}] '{e.GetString()}' must be two tokens separated by one space.");
-                    merges.Add((parts[0], parts[1]));
+                    string line = e.GetString()!;
+                    int sp = line.IndexOf(' ');
+                    if (sp < 0 || line.IndexOf(' ', sp + 1) >= 0)
+                        throw new SpeculatorsException($"{source}: model.merges[{i}] '{line}' must be two tokens separated by one space.");
+                    merges.Add(new BpeMerge(line, sp, null));
                 }
                 else if (e.ValueKind == JsonValueKind.Array && e.GetArrayLength() == 2
                          && e[0].ValueKind == JsonValueKind.String && e[1].ValueKind == JsonValueKind.String)
-                    merges.Add((e[0].GetString()!, e[1].GetString()!));
+                {
+                    string a = e[0].GetString()!;
+                    merges.Add(new BpeMerge(a, a.Length, e[1].GetString()!));
+                }
                 else
                     throw new SpeculatorsException($"{source}: model.merges[{i}] must be \"a b\" or [\"a\", \"b\"]; found {e.GetRawText()}.");
                 i++;
