@@ -304,4 +304,6 @@ public sealed class HfTokenizer
 
     /// <summary>Drops the cached per-word BPE results (frees memory after a large job; benchmarks use it for cold runs).</summary>
     public void ClearCache() => _model.ClearCache();
+
+    internal BpeModel Model => _model;
 }
