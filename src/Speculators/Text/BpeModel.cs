@@ -4,17 +4,6 @@ using System.Text;
 
 namespace Speculators.Text;
 
-/// <summary>
-/// One merge rule as stored in tokenizer.json: either the legacy "a b" line (<see cref="Second"/>
-/// null, the space at <see cref="SplitAt"/>) or a pair (First = a, Second = b).
-/// </summary>
-internal readonly record struct BpeMerge(string First, int SplitAt, string? Second)
-{
-    public ReadOnlySpan<char> A => First.AsSpan(0, SplitAt);
-    public ReadOnlySpan<char> B => Second ?? First.AsSpan(SplitAt + 1);
-    public override string ToString() => $"'{A}' '{B}'";
-}
-
 /// <summary>Token ids with their [start, end) ranges, appended by the model and the pipeline.</summary>
 internal sealed class TokenBuffer
 {
@@ -87,10 +76,12 @@ internal sealed class BpeModel
     public bool IgnoreMerges => _ignoreMerges;
     public int MergeCount => _merges.Count;
 
-    public BpeModel(Dictionary<string, int> vocab, IReadOnlyList<BpeMerge> merges, string? unkToken,
+    /// <summary>Builds the model; merges are then added in rank order with <see cref="AddMerge"/>.</summary>
+    public BpeModel(Dictionary<string, int> vocab, int mergeCount, string? unkToken,
         string? continuingSubwordPrefix, string? endOfWordSuffix, bool fuseUnk, bool byteFallback, bool ignoreMerges,
         string source, int cacheCapacity = 1 << 18)
     {
+        _source = source;
         _vocab = vocab;
         _lookup = vocab.GetAlternateLookup<ReadOnlySpan<char>>();
         _prefix = continuingSubwordPrefix ?? "";
@@ -123,25 +114,29 @@ internal sealed class BpeModel
         }
         _hasAllByteFallback = _byteFallbackIds.All(i => i >= 0);
 
-        _merges = new PairMap(merges.Count);
-        char[] buffer = new char[256];
-        for (int rank = 0; rank < merges.Count; rank++)
-        {
-            var merge = merges[rank];
-            ReadOnlySpan<char> a = merge.A, b = merge.B;
-            if (!_lookup.TryGetValue(a, out int ia))
-                throw new SpeculatorsException($"{source}: merge #{rank} ({merge}): '{a}' is not in model.vocab.");
-            if (!_lookup.TryGetValue(b, out int ib))
-                throw new SpeculatorsException($"{source}: merge #{rank} ({merge}): '{b}' is not in model.vocab.");
-            if (b.StartsWith(_prefix, StringComparison.Ordinal)) b = b[_prefix.Length..];
-            if (buffer.Length < a.Length + b.Length) buffer = new char[(a.Length + b.Length) * 2];
-            a.CopyTo(buffer);
-            b.CopyTo(buffer.AsSpan(a.Length));
-            var merged = buffer.AsSpan(0, a.Length + b.Length);
-            if (!_lookup.TryGetValue(merged, out int im))
-                throw new SpeculatorsException($"{source}: merge #{rank} ({merge}): the merged token '{merged}' is not in model.vocab.");
-            _merges.Set(ia, ib, rank, im);
-        }
+        _merges = new PairMap(mergeCount);
+    }
+
+    readonly string _source;
+    char[] _mergeBuffer = new char[256];
+    int _mergeRank;
+
+    /// <summary>Adds the next merge rule (rank = call order). Later duplicates of a pair win, as in HF's merge map.</summary>
+    public void AddMerge(ReadOnlySpan<char> a, ReadOnlySpan<char> b)
+    {
+        int rank = _mergeRank++;
+        if (!_lookup.TryGetValue(a, out int ia))
+            throw new SpeculatorsException($"{_source}: model.merges[{rank}] ('{a}' '{b}'): '{a}' is not in model.vocab.");
+        if (!_lookup.TryGetValue(b, out int ib))
+            throw new SpeculatorsException($"{_source}: model.merges[{rank}] ('{a}' '{b}'): '{b}' is not in model.vocab.");
+        var tail = b.StartsWith(_prefix, StringComparison.Ordinal) ? b[_prefix.Length..] : b;
+        if (_mergeBuffer.Length < a.Length + tail.Length) _mergeBuffer = new char[(a.Length + tail.Length) * 2];
+        a.CopyTo(_mergeBuffer);
+        tail.CopyTo(_mergeBuffer.AsSpan(a.Length));
+        var merged = _mergeBuffer.AsSpan(0, a.Length + tail.Length);
+        if (!_lookup.TryGetValue(merged, out int im))
+            throw new SpeculatorsException($"{_source}: model.merges[{rank}] ('{a}' '{b}'): the merged token '{merged}' is not in model.vocab.");
+        _merges.Set(ia, ib, rank, im);
     }
 
     public int VocabCount => _vocab.Count;

@@ -64,7 +64,7 @@ public sealed class HfTokenizer
         string json = Path.Combine(modelDir, "tokenizer.json");
         if (!File.Exists(json))
             throw new SpeculatorsException($"{modelDir}: no tokenizer.json found (only tokenizer.json tokenizers are supported; convert slow tokenizers with transformers first).");
-        return Build(File.ReadAllText(json), json, TokenizerConfig.Load(modelDir));
+        return Build(File.ReadAllBytes(json), json, TokenizerConfig.Load(modelDir));
     }
 
     /// <summary>Loads from explicit files; without a config file the config is empty (no BOS/EOS names, no chat template).</summary>
@@ -75,14 +75,14 @@ public sealed class HfTokenizer
         if (tokenizerConfigJson == null) cfg = new TokenizerConfig();
         else if (!File.Exists(tokenizerConfigJson)) throw new SpeculatorsException($"{tokenizerConfigJson}: file not found.");
         else cfg = TokenizerConfig.Parse(File.ReadAllText(tokenizerConfigJson), tokenizerConfigJson);
-        return Build(File.ReadAllText(tokenizerJson), tokenizerJson, cfg);
+        return Build(File.ReadAllBytes(tokenizerJson), tokenizerJson, cfg);
     }
 
     /// <summary>Builds from tokenizer.json text (e.g. just trained) and an optional config.</summary>
     public static HfTokenizer FromJson(string tokenizerJson, TokenizerConfig? config = null, string source = "tokenizer.json") =>
-        Build(tokenizerJson, source, config ?? new TokenizerConfig());
+        Build(System.Text.Encoding.UTF8.GetBytes(tokenizerJson), source, config ?? new TokenizerConfig());
 
-    static HfTokenizer Build(string json, string source, TokenizerConfig cfg) => new(TokenizerJson.Parse(json, source), cfg, source);
+    static HfTokenizer Build(byte[] json, string source, TokenizerConfig cfg) => new(TokenizerJson.Parse(json, source), cfg, source);
 
     /// <summary>transformers (v4) rebuilds the post-processor of these classes from add_bos_token / add_eos_token.</summary>
     static readonly HashSet<string> BosEosTemplateClasses = new(StringComparer.Ordinal)

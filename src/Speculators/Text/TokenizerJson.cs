@@ -24,12 +24,14 @@ internal sealed class TokenizerPipeline
 /// </summary>
 internal static class TokenizerJson
 {
-    public static TokenizerPipeline Parse(string json, string source)
+    public static TokenizerPipeline Parse(string json, string source) => Parse(System.Text.Encoding.UTF8.GetBytes(json), source);
+
+    public static TokenizerPipeline Parse(ReadOnlyMemory<byte> utf8Json, string source)
     {
         JsonDocument doc;
         try
         {
-            doc = JsonDocument.Parse(json, new JsonDocumentOptions { MaxDepth = 256 });
+            doc = JsonDocument.Parse(utf8Json, new JsonDocumentOptions { MaxDepth = 256 });
         }
         catch (JsonException e)
         {
@@ -86,34 +88,52 @@ internal static class TokenizerJson
                 throw new SpeculatorsException($"{source}: model.vocab['{p.Name}'] must be an integer id.");
             vocab[p.Name] = id;
         }
-        var merges = new List<BpeMerge>();
-        if (m.TryGetProperty("merges", out var mergesEl) && mergesEl.ValueKind == JsonValueKind.Array)
-        {
-            merges.Capacity = mergesEl.GetArrayLength();
-            int i = 0;
-            foreach (var e in mergesEl.EnumerateArray())
-            {
-                if (e.ValueKind == JsonValueKind.String)
-                {
-                    string line = e.GetString()!;
-                    int sp = line.IndexOf(' ');
-                    if (sp < 0 || line.IndexOf(' ', sp + 1) >= 0)
-                        throw new SpeculatorsException($"{source}: model.merges[{i}] '{line}' must be two tokens separated by one space.");
-                    merges.Add(new BpeMerge(line, sp, null));
-                }
-                else if (e.ValueKind == JsonValueKind.Array && e.GetArrayLength() == 2
-                         && e[0].ValueKind == JsonValueKind.String && e[1].ValueKind == JsonValueKind.String)
-                {
-                    string a = e[0].GetString()!;
-                    merges.Add(new BpeMerge(a, a.Length, e[1].GetString()!));
-                }
-                else
-                    throw new SpeculatorsException($"{source}: model.merges[{i}] must be \"a b\" or [\"a\", \"b\"]; found {e.GetRawText()}.");
-                i++;
-            }
-        }
-        return new BpeModel(vocab, merges, Str(m, "unk_token"), Str(m, "continuing_subword_prefix"), Str(m, "end_of_word_suffix"),
+        int mergeCount = m.TryGetProperty("merges", out var mergesEl) && mergesEl.ValueKind == JsonValueKind.Array ? mergesEl.GetArrayLength() : 0;
+        var model = new BpeModel(vocab, mergeCount, Str(m, "unk_token"), Str(m, "continuing_subword_prefix"), Str(m, "end_of_word_suffix"),
             Bool(m, "fuse_unk", false), Bool(m, "byte_fallback", false), Bool(m, "ignore_merges", false), source);
+        if (mergeCount == 0) return model;
+        char[] buf = new char[512];
+        int i = 0;
+        foreach (var e in mergesEl.EnumerateArray())
+        {
+            if (e.ValueKind == JsonValueKind.String)
+            {
+                var line = Chars(e, ref buf, 0);
+                int sp = line.IndexOf(' ');
+                if (sp < 0 || line[(sp + 1)..].IndexOf(' ') >= 0)
+                    throw new SpeculatorsException($"{source}: model.merges[{i}] '{line}' must be two tokens separated by one space.");
+                model.AddMerge(line[..sp], line[(sp + 1)..]);
+            }
+            else if (e.ValueKind == JsonValueKind.Array && e.GetArrayLength() == 2
+                     && e[0].ValueKind == JsonValueKind.String && e[1].ValueKind == JsonValueKind.String)
+            {
+                int la = Chars(e[0], ref buf, 0).Length;
+                int lb = Chars(e[1], ref buf, la).Length;
+                model.AddMerge(buf.AsSpan(0, la), buf.AsSpan(la, lb));
+            }
+            else
+                throw new SpeculatorsException($"{source}: model.merges[{i}] must be \"a b\" or [\"a\", \"b\"]; found {e.GetRawText()}.");
+            i++;
+        }
+        return model;
+    }
+
+    /// <summary>A JSON string's characters written into <paramref name="buf"/> at <paramref name="at"/>, without allocating for unescaped strings.</summary>
+    static ReadOnlySpan<char> Chars(JsonElement e, ref char[] buf, int at)
+    {
+        var raw = System.Runtime.InteropServices.JsonMarshal.GetRawUtf8Value(e);
+        raw = raw[1..^1]; // the quotes
+        if (raw.IndexOf((byte)'\\') < 0)
+        {
+            int n = System.Text.Encoding.UTF8.GetMaxCharCount(raw.Length);
+            if (buf.Length < at + n) Array.Resize(ref buf, (at + n) * 2);
+            int written = System.Text.Encoding.UTF8.GetChars(raw, buf.AsSpan(at));
+            return buf.AsSpan(at, written);
+        }
+        string s = e.GetString()!;
+        if (buf.Length < at + s.Length) Array.Resize(ref buf, (at + s.Length) * 2);
+        s.CopyTo(buf.AsSpan(at));
+        return buf.AsSpan(at, s.Length);
     }
 
     static (string? Literal, CodePointRegex? Regex) ParsePattern(JsonElement o, string source, string path)
