@@ -31,7 +31,7 @@ public sealed record ByteLevelBpeTrainerOptions
 public static class ByteLevelBpeTrainer
 {
     /// <summary>Qwen2's pre-tokenizer regex (digits one by one).</summary>
-    public const string SplitPattern = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    public const string SplitPattern = FastSplitPatterns.Qwen2;
 
     /// <summary>Trains, writes <paramref name="outputPath"/> atomically and returns the loaded tokenizer.</summary>
     public static HfTokenizer Train(IEnumerable<string> corpus, int vocabSize, IReadOnlyList<string> specialTokens, string outputPath,

@@ -15,6 +15,7 @@ namespace Speculators.Text;
 internal sealed class CodePointRegex
 {
     readonly Regex _regex;
+    readonly Action<ReadOnlySpan<char>, List<(int Start, int End)>>? _fast;
     public string Pattern { get; }
 
     public CodePointRegex(string pattern, string source, bool escape = false)
@@ -32,10 +33,14 @@ internal sealed class CodePointRegex
         {
             throw new SpeculatorsException($"{source}: the regex '{pattern}' is not supported by .NET regular expressions ({e.Message}).", e);
         }
+        if (!escape) _fast = FastSplitPatterns.For(pattern);
     }
 
-    /// <summary>Appends the non-empty matches in <paramref name="text"/> as (start, end) UTF-16 ranges.</summary>
-    public void Matches(ReadOnlySpan<char> text, List<(int Start, int End)> output)
+    /// <summary>True when a hand-written matcher replaces the regex (GPT-2, Llama-3, Qwen2 patterns).</summary>
+    public bool IsFast => _fast != null;
+
+    /// <summary>The regex path, bypassing any hand-written matcher (tests compare the two).</summary>
+    internal void RegexMatches(ReadOnlySpan<char> text, List<(int Start, int End)> output)
     {
         if (text.IndexOfAnyInRange('\uD800', '\uDFFF') < 0)
         {
@@ -43,6 +48,18 @@ internal sealed class CodePointRegex
                 if (m.Length > 0) output.Add((m.Index, m.Index + m.Length));
             return;
         }
+        ShadowMatches(text, output);
+    }
+
+    /// <summary>Appends the non-empty matches in <paramref name="text"/> as (start, end) UTF-16 ranges.</summary>
+    public void Matches(ReadOnlySpan<char> text, List<(int Start, int End)> output)
+    {
+        if (_fast != null) { _fast(text, output); return; }
+        RegexMatches(text, output);
+    }
+
+    void ShadowMatches(ReadOnlySpan<char> text, List<(int Start, int End)> output)
+    {
         // Shadow: one char per code point; map[k] = UTF-16 index of shadow char k (map[len] = text.Length).
         var shadow = new char[text.Length];
         var map = new int[text.Length + 1];

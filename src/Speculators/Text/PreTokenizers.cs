@@ -195,8 +195,7 @@ internal sealed class SplitPreTokenizer(CodePointRegex regex, SplitBehavior beha
 /// <summary>HF ByteLevel: optional prefix space, optional GPT-2 regex split, then byte-level mapping (done by the model).</summary>
 internal sealed class ByteLevelPreTokenizer(bool addPrefixSpace, bool useRegex) : PreTokenizerStep
 {
-    internal const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
-    static readonly Lazy<CodePointRegex> Gpt2 = new(() => new CodePointRegex(Gpt2Pattern, "ByteLevel pre-tokenizer"));
+    static readonly Lazy<CodePointRegex> Gpt2 = new(() => new CodePointRegex(FastSplitPatterns.Gpt2, "ByteLevel pre-tokenizer"));
 
     public bool AddPrefixSpace => addPrefixSpace;
 

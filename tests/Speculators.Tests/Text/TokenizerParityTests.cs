@@ -42,6 +42,7 @@ public static class TokenizerCorpus
             "", " ", "  ", "a", "\n", "\t", "Hello world!", " Hello world", "Hello  world   ",
             "The quick brown fox jumps over the lazy dog. It's 5 o'clock; isn't it? I'M sure she'S fine, they'RE here, we'VE won, I'LL go, he'D say.",
             "'s 't 're 've 'm 'll 'd 'S 'T 'ſ 'K", // contractions, upper case, long s (case folds to s)
+            "don'ſt 'ſx I'ʟʟ it'Ss 'Re 'rE '\u212Ax", // the contraction group is case-insensitive for ASCII only
             "public static int Main(string[] args)\n{\n    var x = args.Length > 0 ? int.Parse(args[0]) : 42;\n\treturn x * 2; // comment\n}\n",
             "def f(x):\n    \"\"\"Docstring.\"\"\"\n    return [i**2 for i in range(x) if i % 3 == 0]\n\n\nprint(f(10))\r\n",
             "{\"key\": [1, 2.5, -3e10, null, true], \"nested\": {\"a\": \"b\\n\"}}",

@@ -93,3 +93,40 @@ public class TokenizerUnicodeTests
         Assert.Equal([(0, 8), (9, 15), (15, 17)], m);
     }
 }
+
+/// <summary>The hand-written GPT-2 / Llama-3 / Qwen2 split matchers against the regex they replace (dense vs optimized).</summary>
+public class TokenizerPreTokenizerTests
+{
+    [Theory]
+    [InlineData(FastSplitPatterns.Gpt2)]
+    [InlineData(FastSplitPatterns.Llama3)]
+    [InlineData(FastSplitPatterns.Qwen2)]
+    public void FastMatchersEqualTheRegex(string pattern)
+    {
+        var re = new CodePointRegex(pattern, "test");
+        Assert.True(re.IsFast);
+        string[] atoms = ["a", "Z", "é", "ß", "日", "𠀀", "𝐀", "1", "٣", "𝟎", "½", " ", "  ", "\t", "\n", "\r", "\r\n", "\u00A0", "\u3000", "\u2028",
+                          "'", "'s", "'S", "'re", "'LL", "'ve", "'d", "'m", "'t", "'x", "ſ", "!", "?", ".", "...", "-", "_", "😀", "👍🏽", "\u0301", "\u200B", "\u0085", "\uFFFD"];
+        var rng = new Random(3);
+        var fast = new List<(int, int)>();
+        var slow = new List<(int, int)>();
+        for (int trial = 0; trial < 3000; trial++)
+        {
+            var sb = new System.Text.StringBuilder();
+            int n = rng.Next(0, 25);
+            for (int k = 0; k < n; k++) sb.Append(atoms[rng.Next(atoms.Length)]);
+            string s = sb.ToString();
+            fast.Clear(); slow.Clear();
+            re.Matches(s, fast);
+            re.RegexMatches(s, slow);
+            Assert.True(slow.SequenceEqual(fast), $"{pattern}\non {System.Text.Json.JsonSerializer.Serialize(s)}\n regex: {string.Join(" ", slow)}\n fast:  {string.Join(" ", fast)}");
+        }
+        foreach (var text in TokenizerCorpus.All)
+        {
+            fast.Clear(); slow.Clear();
+            re.Matches(text, fast);
+            re.RegexMatches(text, slow);
+            Assert.True(slow.SequenceEqual(fast), $"{pattern} differs on a corpus text {System.Text.Json.JsonSerializer.Serialize(text)}");
+        }
+    }
+}
