@@ -98,12 +98,12 @@ public sealed class HfTokenizer
         _normalizer = p.Normalizer;
         _preTokenizer = p.PreTokenizer;
         _decoder = p.Decoder;
-        AddedTokens = p.AddedTokens;
+        AddedTokens = WithConfigTokens(p.AddedTokens, cfg, _model, source);
 
         var raw = new List<(string, AddedToken)>();
         var normalized = new List<(string, AddedToken)>();
         var specials = new HashSet<int>();
-        foreach (var t in p.AddedTokens)
+        foreach (var t in AddedTokens)
         {
             if (t.Content.Length == 0) continue;
             _addedByContent.TryAdd(t.Content, t.Id);
@@ -148,6 +148,57 @@ public sealed class HfTokenizer
         // Without a splitting pre-tokenizer (Llama-2 style), SentencePiece words start at '▁': cut there when provably safe.
         if (_preTokenizer is null or MetaspacePreTokenizer && _model.CanSplitBefore('\u2581')) _splitBefore = '\u2581';
         PostProcessorSpecialIds = post?.SpecialIds ?? ([], []);
+    }
+
+    /// <summary>
+    /// transformers (PreTrainedTokenizerFast) also registers the tokens of tokenizer_config.json
+    /// that tokenizer.json lacks: <c>added_tokens_decoder</c> entries (by id order), then special
+    /// tokens (bos, eos, unk, pad, mask, additional) that are not added tokens yet. Like HF's
+    /// <c>add_tokens</c>, a token already in the model vocabulary keeps that id; others get the next
+    /// id after the vocabulary / the largest added id.
+    /// </summary>
+    static List<AddedToken> WithConfigTokens(IReadOnlyList<AddedToken> fromJson, TokenizerConfig cfg, BpeModel model, string source)
+    {
+        var list = fromJson.ToList();
+        var contents = list.Select(t => t.Content).ToHashSet(StringComparer.Ordinal);
+        var toAdd = new List<(string Content, bool Special, bool Normalized, bool Lstrip, bool Rstrip, bool SingleWord)>();
+        if (cfg.Extra != null && cfg.Extra.TryGetValue("added_tokens_decoder", out var dec) && dec.ValueKind == System.Text.Json.JsonValueKind.Object)
+        {
+            var entries = new List<(int Id, System.Text.Json.JsonElement Value, string Content)>();
+            foreach (var kv in dec.EnumerateObject())
+            {
+                if (!int.TryParse(kv.Name, out int id) || kv.Value.ValueKind != System.Text.Json.JsonValueKind.Object
+                    || !kv.Value.TryGetProperty("content", out var c) || c.ValueKind != System.Text.Json.JsonValueKind.String)
+                    throw new SpeculatorsException($"{source}: tokenizer_config.json added_tokens_decoder['{kv.Name}'] must map an integer id to {{\"content\": ...}}.");
+                entries.Add((id, kv.Value, c.GetString()!));
+            }
+            foreach (var (_, v, content) in entries.OrderBy(e => e.Id))
+            {
+                if (content.Length == 0 || contents.Contains(content)) continue;
+                bool Flag(string name, bool dflt) => v.TryGetProperty(name, out var f) && f.ValueKind is System.Text.Json.JsonValueKind.True or System.Text.Json.JsonValueKind.False ? f.GetBoolean() : dflt;
+                bool special = Flag("special", false);
+                toAdd.Add((content, special, Flag("normalized", !special), Flag("lstrip", false), Flag("rstrip", false), Flag("single_word", false)));
+                contents.Add(content);
+            }
+        }
+        foreach (var s in new[] { cfg.BosToken, cfg.EosToken, cfg.UnkToken, cfg.PadToken, cfg.MaskToken }.Concat(cfg.AdditionalSpecialTokens))
+        {
+            if (string.IsNullOrEmpty(s) || contents.Contains(s)) continue;
+            toAdd.Add((s, true, false, false, false, false));
+            contents.Add(s);
+        }
+        int vocab = model.VocabCount;
+        foreach (var t in toAdd)
+        {
+            int id;
+            if (!model.TryGetId(t.Content, out id))
+            {
+                int max = list.Count == 0 ? -1 : list.Max(a => a.Id);
+                id = max < 0 ? vocab : max >= vocab || vocab == 0 ? max + 1 : vocab;
+            }
+            list.Add(new AddedToken(id, t.Content, t.Special, t.Normalized, t.Lstrip, t.Rstrip, t.SingleWord));
+        }
+        return list;
     }
 
     /// <summary>Id of a token string: added tokens first, then the model vocabulary (HF token_to_id).</summary>

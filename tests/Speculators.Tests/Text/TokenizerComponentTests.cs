@@ -183,4 +183,29 @@ public class TokenizerComponentTests
         Assert.Equal(ids[1..^1], tok.EncodeToIds("Hello", addSpecialTokens: false));
         Assert.Equal(1, tok.BosTokenId);
     }
+
+    [Fact]
+    public void ConfigTokensMissingFromTokenizerJsonAreAddedLikeTransformers()
+    {
+        using var dir = new TempDir();
+        File.WriteAllText(dir.File("tokenizer.json"), TrainedTokenizerFixture.Json); // 697 model tokens + 3 added (697..699)
+        File.WriteAllText(dir.File("tokenizer_config.json"), """
+            {"added_tokens_decoder": {"697": {"content": "<|endoftext|>", "special": true},
+                                      "700": {"content": "<tool>", "special": false, "normalized": false}},
+             "eos_token": {"content": "<|im_end|>"}, "pad_token": "<pad>", "bos_token": "ab",
+             "additional_special_tokens": ["<extra>"]}
+            """);
+        var tok = HfTokenizer.Load(dir.Path);
+        Assert.Equal(700, tok.TokenToId("<tool>"));     // from added_tokens_decoder, next id after 699
+        Assert.Equal(701, tok.TokenToId("<pad>"));      // special tokens found nowhere get new ids
+        Assert.Equal(702, tok.TokenToId("<extra>"));
+        int ab = tok.Model.Vocab["ab"];
+        Assert.Equal(ab, tok.BosTokenId);                // in the model vocabulary: keeps its id...
+        Assert.Equal(703, tok.VocabSize);
+        Assert.Contains(ab, tok.SpecialTokenIds);
+        Assert.DoesNotContain(700, tok.SpecialTokenIds);
+        // ...but is now matched as a special token before pre-tokenization.
+        Assert.Equal([tok.TokenToId("x")!.Value, ab, 701, 700], tok.EncodeToIds("xab<pad><tool>"));
+        Assert.Equal("x<tool>", tok.Decode(tok.EncodeToIds("xab<pad><tool>"), skipSpecialTokens: true));
+    }
 }

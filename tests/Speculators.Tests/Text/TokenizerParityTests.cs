@@ -223,4 +223,21 @@ public class TokenizerParityTests
         Assert.Null(llama2.PadTokenId);
         Assert.Equal(new HashSet<int> { 0, 1, 2 }, llama2.SpecialTokenIds.ToHashSet());
     }
+
+    [Fact]
+    public void ConcurrentEncodingGivesTheSameResults()
+    {
+        // Data preparation encodes on all cores: per-thread scratch buffers and the shared word cache must not interfere.
+        var tok = TokenizerFixtures.Get("qwen3");
+        tok.ClearCache();
+        var texts = TokenizerCorpus.All.ToArray();
+        var parallel = new EncodedText[texts.Length * 4];
+        Parallel.For(0, parallel.Length, new ParallelOptions { MaxDegreeOfParallelism = 8 }, i => parallel[i] = tok.Encode(texts[i % texts.Length]));
+        for (int i = 0; i < parallel.Length; i++)
+        {
+            var expected = tok.Encode(texts[i % texts.Length]);
+            Assert.Equal(expected.Ids, parallel[i].Ids);
+            Assert.Equal(expected.Offsets, parallel[i].Offsets);
+        }
+    }
 }
