@@ -70,11 +70,6 @@ internal sealed class BpeModel
         [new(StringComparer.Ordinal), new(StringComparer.Ordinal)];
 
     public string? UnkToken { get; }
-    public string ContinuingSubwordPrefix => _prefix;
-    public string EndOfWordSuffix => _suffix;
-    public bool ByteFallback => _byteFallback;
-    public bool IgnoreMerges => _ignoreMerges;
-    public int MergeCount => _merges.Count;
 
     /// <summary>Builds the model; merges are then added in rank order with <see cref="AddMerge"/>.</summary>
     public BpeModel(Dictionary<string, int> vocab, int mergeCount, string? unkToken,

@@ -48,13 +48,4 @@ public static class ByteLevelAlphabet
             if (ByteToCharTable[b] != b) list.Add(ByteToCharTable[b]);
         return list.ToArray();
     }
-
-    /// <summary>Maps UTF-8 bytes to their byte-level string.</summary>
-    public static string Encode(ReadOnlySpan<byte> bytes)
-    {
-        return string.Create(bytes.Length, bytes.ToArray(), static (span, arr) =>
-        {
-            for (int i = 0; i < arr.Length; i++) span[i] = ByteToCharTable[arr[i]];
-        });
-    }
 }

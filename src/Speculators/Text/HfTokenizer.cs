@@ -257,7 +257,7 @@ public sealed class HfTokenizer
             }
             if (pos < src.Length) EncodeSegment(src, pos, src.Length, buf);
         }
-        _postProcessor?.Process(buf, addSpecialTokens, src, IdToToken);
+        _postProcessor?.Process(buf, addSpecialTokens, IdToToken);
         return buf;
     }
 

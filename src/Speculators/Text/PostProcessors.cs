@@ -1,13 +1,10 @@
 namespace Speculators.Text;
 
-/// <summary>
-/// A tokenizer.json post-processor for a single sequence. Tokens it inserts get offsets (0, 0)
-/// and are flagged in <see cref="TokenBuffer"/> by an offset pair of (0, 0) plus their id.
-/// </summary>
+/// <summary>A tokenizer.json post-processor for a single sequence; tokens it inserts get offsets (0, 0).</summary>
 internal abstract class PostProcessorStep
 {
-    /// <summary>Rewrites <paramref name="tokens"/> (ids + offsets into <paramref name="text"/>).</summary>
-    public abstract void Process(TokenBuffer tokens, bool addSpecialTokens, string text, Func<int, string?> idToToken);
+    /// <summary>Rewrites <paramref name="tokens"/> (ids + offsets into the caller's text).</summary>
+    public abstract void Process(TokenBuffer tokens, bool addSpecialTokens, Func<int, string?> idToToken);
 
     /// <summary>Ids this post-processor adds around a single sequence when special tokens are on.</summary>
     public abstract (int[] Prefix, int[] Suffix) SpecialIds { get; }
@@ -31,7 +28,7 @@ internal sealed class TemplatePostProcessor(int[] prefix, int[] suffix) : PostPr
 {
     public override (int[] Prefix, int[] Suffix) SpecialIds => (prefix, suffix);
 
-    public override void Process(TokenBuffer tokens, bool addSpecialTokens, string text, Func<int, string?> idToToken)
+    public override void Process(TokenBuffer tokens, bool addSpecialTokens, Func<int, string?> idToToken)
     {
         if (addSpecialTokens) Wrap(tokens, prefix, suffix);
     }
@@ -42,7 +39,7 @@ internal sealed class ClsSepPostProcessor(int cls, int sep, bool trimOffsets, bo
 {
     public override (int[] Prefix, int[] Suffix) SpecialIds => ([cls], [sep]);
 
-    public override void Process(TokenBuffer tokens, bool addSpecialTokens, string text, Func<int, string?> idToToken)
+    public override void Process(TokenBuffer tokens, bool addSpecialTokens, Func<int, string?> idToToken)
     {
         if (trimOffsets) ByteLevelPostProcessor.TrimOffsets(tokens, addPrefixSpace, idToToken);
         if (addSpecialTokens) Wrap(tokens, [cls], [sep]);
@@ -57,7 +54,7 @@ internal sealed class ByteLevelPostProcessor(bool trimOffsets, bool addPrefixSpa
 {
     public override (int[] Prefix, int[] Suffix) SpecialIds => ([], []);
 
-    public override void Process(TokenBuffer tokens, bool addSpecialTokens, string text, Func<int, string?> idToToken)
+    public override void Process(TokenBuffer tokens, bool addSpecialTokens, Func<int, string?> idToToken)
     {
         if (trimOffsets) TrimOffsets(tokens, addPrefixSpace, idToToken);
     }
@@ -104,8 +101,8 @@ internal sealed class SequencePostProcessor(IReadOnlyList<PostProcessorStep> ste
         }
     }
 
-    public override void Process(TokenBuffer tokens, bool addSpecialTokens, string text, Func<int, string?> idToToken)
+    public override void Process(TokenBuffer tokens, bool addSpecialTokens, Func<int, string?> idToToken)
     {
-        foreach (var s in steps) s.Process(tokens, addSpecialTokens, text, idToToken);
+        foreach (var s in steps) s.Process(tokens, addSpecialTokens, idToToken);
     }
 }
