@@ -77,16 +77,18 @@ public sealed class Muon : Optimizer
     };
 
     /// <summary>
-    /// torch's <c>_zeropower_via_newtonschulz</c>: the bf16 quintic Newton–Schulz iteration that maps
-    /// <paramref name="grad"/> [A, B] to an approximately orthogonal matrix of the same shape (bf16).
+    /// torch's <c>_zeropower_via_newtonschulz</c>: the quintic Newton–Schulz iteration that maps
+    /// <paramref name="grad"/> [A, B] to an approximately orthogonal matrix of the same shape, in
+    /// <paramref name="computeDtype"/> (bf16 as torch; fp64 for reference checks).
     /// </summary>
-    public static Tensor NewtonSchulz(Tensor grad, int steps = 5, double eps = DefaultEps, (double A, double B, double C)? coefficients = null)
+    public static Tensor NewtonSchulz(Tensor grad, int steps = 5, double eps = DefaultEps, (double A, double B, double C)? coefficients = null,
+        ScalarType computeDtype = ScalarType.BFloat16)
     {
         if (grad.dim() != 2) throw new ArgumentException($"Newton–Schulz needs a 2-D matrix, got [{string.Join(", ", grad.shape)}].", nameof(grad));
         var (a, b, c) = coefficients ?? (DefaultA, DefaultB, DefaultC);
         using var scope = NewDisposeScope();
         bool tall = grad.shape[0] > grad.shape[1];
-        var x = grad.to(ScalarType.BFloat16, copy: true);
+        var x = grad.to(computeDtype, copy: true);
         if (tall) x = x.t();
         using (var norm = x.norm().clamp_min(eps)) x.div_(norm);
         for (int i = 0; i < steps; i++)
