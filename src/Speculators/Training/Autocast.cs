@@ -107,9 +107,9 @@ public sealed class Autocast : IDisposable
     public void Dispose()
     {
         if (_disposed) return;
-        _disposed = true;
         if (_current != this)
             throw new InvalidOperationException("Autocast regions must be disposed innermost first, on the thread that entered them.");
+        _disposed = true;
         _current = _outer;
         // The autograd graph keeps its own references to the cast weights; these are only our handles.
         foreach (var t in _owned) t.Dispose();
