@@ -144,6 +144,36 @@ public static class Precision
         }
     }
 
+    static readonly Lazy<bool> CpuBf16 = new(DetectCpuBf16);
+
+    /// <summary>
+    /// True when matmuls in bf16 run natively on <paramref name="device"/>: always on CUDA; on CPU only
+    /// with AVX512-BF16 or AMX-BF16 (Linux <c>/proc/cpuinfo</c> flags). Without them libtorch emulates
+    /// bf16 and is hundreds of times slower than fp32 (measured: 0.4 vs 200 GFLOP/s on an AVX2-only EPYC),
+    /// so CPU training should compute in fp32 there.
+    /// </summary>
+    public static bool HasFastBf16(DeviceType device) => device != DeviceType.CPU || CpuBf16.Value;
+
+    /// <summary>The compute dtype to default to on <paramref name="device"/>: bf16 where it is fast, else fp32.</summary>
+    public static ScalarType DefaultComputeDtype(DeviceType device) => HasFastBf16(device) ? ScalarType.BFloat16 : ScalarType.Float32;
+
+    static bool DetectCpuBf16()
+    {
+        try
+        {
+            if (!File.Exists("/proc/cpuinfo")) return false;
+            foreach (var line in File.ReadLines("/proc/cpuinfo"))
+            {
+                if (!line.StartsWith("flags", StringComparison.Ordinal)) continue;
+                var flags = line.Split(new[] { ' ', '\t', ':' }, StringSplitOptions.RemoveEmptyEntries);
+                return flags.Contains("avx512_bf16") || flags.Contains("amx_bf16");
+            }
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        return false;
+    }
+
     /// <summary>The Python/HF name of a dtype (<c>bfloat16</c>, <c>float32</c>) for configs and logs.</summary>
     public static string Name(ScalarType dtype) => dtype switch
     {

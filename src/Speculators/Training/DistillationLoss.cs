@@ -6,9 +6,9 @@ namespace Speculators.Training;
 /// <summary>
 /// Distillation losses over the draft vocabulary, computed in fp32 whatever the logits dtype.
 /// <para><b>Memory.</b> The per-position losses run as one custom autograd function that walks the
-/// rows in chunks (<see cref="ChunkElements"/> fp32 elements per temporary) and saves nothing but
-/// its two inputs: the backward pass recomputes the chunk's softmaxes and writes the closed-form
-/// gradient straight into the logits gradient. An eager graph (log_softmax → kl_div → sum) would keep
+/// rows in chunks (<see cref="ChunkElements"/> fp32 elements per temporary) and saves only its two
+/// inputs plus each row's two log-sum-exps: the backward pass recomputes the chunk's probabilities
+/// and writes the closed-form gradient straight into the logits gradient. An eager graph (log_softmax → kl_div → sum) would keep
 /// two to three [N, Vd] fp32 tensors alive per TTT step (1 GiB each at N = 8192, Vd = 32000); this
 /// keeps only the [N, Vd] gradient that the lm_head backward needs anyway, and chunk-sized temporaries.
 /// This is the role of the Python tool's fused Triton kernels; values and gradients equal its eager
@@ -88,49 +88,41 @@ public static class DistillationLoss
     /// <summary>Rows per chunk for vocabulary size <paramref name="vocab"/>.</summary>
     internal static long RowsPerChunk(long vocab) => Math.Max(1, ChunkElements / Math.Max(1, vocab));
 
-    /// <summary>fp32 per-row loss of one chunk; also the pieces the gradient needs.</summary>
-    internal static Tensor ChunkForward(LossKind kind, Tensor z, Tensor t)
+    /// <summary>
+    /// fp32 per-row loss of one chunk from the chunk's logits <paramref name="z"/>, targets
+    /// <paramref name="t"/> and their row log-sum-exps (kept by the forward so the backward need not
+    /// recompute the reductions).
+    /// </summary>
+    internal static Tensor ChunkForward(LossKind kind, Tensor z, Tensor t, Tensor lseZ, Tensor lseT)
     {
-        var logq = z.log_softmax(-1);
+        var logq = z - lseZ;
+        var logp = t - lseT;
         switch (kind)
         {
             case LossKind.KlDiv:
             {
-                var p = t.softmax(-1);
+                var p = logp.exp();
                 return (p.xlogy(p) - p * logq).sum(-1);
             }
             case LossKind.ReverseKl:
-            {
-                var logp = t.log_softmax(-1);
                 return (logq.exp() * (logq - logp)).sum(-1);
-            }
             case LossKind.JensenShannon:
             {
-                var logp = t.log_softmax(-1);
                 var logm = logq.logaddexp(logp) - Math.Log(2.0);
                 var klp = (logp.exp() * (logp - logm)).sum(-1);
                 var klq = (logq.exp() * (logq - logm)).sum(-1);
                 return 0.5 * (klp + klq);
             }
             case LossKind.CrossEntropy:
-            {
-                var label = t.argmax(-1, keepdim: true);
-                return -logq.gather(-1, label).squeeze(-1);
-            }
+                return -logq.gather(-1, t.argmax(-1, keepdim: true)).squeeze(-1);
             case LossKind.TotalVariation:
-            {
-                var alpha = z.softmax(-1).minimum(t.softmax(-1)).sum(-1);
-                return 1.0 - alpha;
-            }
+                return 1.0 - logq.exp().minimum(logp.exp()).sum(-1);
             case LossKind.NegLogAcceptance:
-            {
-                var alpha = z.softmax(-1).minimum(t.softmax(-1)).sum(-1);
-                return -alpha.clamp_min(MaskEpsilon).log();
-            }
+                return -logq.exp().minimum(logp.exp()).sum(-1).clamp_min(MaskEpsilon).log();
             case LossKind.LkHybrid:
             {
-                var p = t.softmax(-1);
-                var alpha = z.softmax(-1).minimum(p).sum(-1);
+                var p = logp.exp();
+                var alpha = logq.exp().minimum(p).sum(-1);
                 var kl = (p.xlogy(p) - p * logq).sum(-1);
                 var w = (-3.0 * alpha).exp();
                 return w * kl + (1.0 - w) * (1.0 - alpha);
@@ -141,57 +133,52 @@ public static class DistillationLoss
     }
 
     /// <summary>d(loss_row)/d(z) for one chunk (before scaling by the upstream gradient).</summary>
-    internal static Tensor ChunkGradient(LossKind kind, Tensor z, Tensor t)
+    internal static Tensor ChunkGradient(LossKind kind, Tensor z, Tensor t, Tensor lseZ, Tensor lseT)
     {
-        var logq = z.log_softmax(-1);
+        var logq = z - lseZ;
         var q = logq.exp();
         switch (kind)
         {
             case LossKind.KlDiv:
-                return q - t.softmax(-1);
+                return q - (t - lseT).exp();
             case LossKind.ReverseKl:
             {
-                var f = logq - t.log_softmax(-1);
+                var f = logq - (t - lseT);
                 return q * (f - (q * f).sum(-1, keepdim: true));
             }
             case LossKind.JensenShannon:
             {
-                var logp = t.log_softmax(-1);
-                var h = 0.5 * (logq - (logq.logaddexp(logp) - Math.Log(2.0)));
+                var h = 0.5 * (logq - (logq.logaddexp(t - lseT) - Math.Log(2.0)));
                 return q * (h - (q * h).sum(-1, keepdim: true));
             }
             case LossKind.CrossEntropy:
             {
                 var label = t.argmax(-1, keepdim: true);
-                var g = q.clone();
-                g.scatter_add_(-1, label, torch.full(label.shape, -1.0f, ScalarType.Float32, g.device));
-                return g;
+                q.scatter_add_(-1, label, torch.full(label.shape, -1.0f, ScalarType.Float32, q.device));
+                return q;
             }
             case LossKind.TotalVariation:
             {
                 // min(q, p) passes the gradient to q where q < p, half of it on ties (torch.minimum's rule).
-                var qs = z.softmax(-1);
-                var c = MinimumShare(qs, t.softmax(-1));
-                return qs * ((c * qs).sum(-1, keepdim: true) - c);
+                var c = MinimumShare(q, (t - lseT).exp());
+                return q * ((c * q).sum(-1, keepdim: true) - c);
             }
             case LossKind.NegLogAcceptance:
             {
-                var qs = z.softmax(-1);
-                var p = t.softmax(-1);
-                var c = MinimumShare(qs, p);
-                var alpha = qs.minimum(p).sum(-1, keepdim: true);
-                var dAlpha = qs * (c - (c * qs).sum(-1, keepdim: true));
+                var p = (t - lseT).exp();
+                var c = MinimumShare(q, p);
+                var alpha = q.minimum(p).sum(-1, keepdim: true);
+                var dAlpha = q * (c - (c * q).sum(-1, keepdim: true));
                 var live = alpha.ge(MaskEpsilon).to(ScalarType.Float32);
                 return -dAlpha / alpha.clamp_min(MaskEpsilon) * live;
             }
             case LossKind.LkHybrid:
             {
-                var qs = z.softmax(-1);
-                var p = t.softmax(-1);
-                var c = MinimumShare(qs, p);
-                var alpha = qs.minimum(p).sum(-1, keepdim: true);
+                var p = (t - lseT).exp();
+                var c = MinimumShare(q, p);
+                var alpha = q.minimum(p).sum(-1, keepdim: true);
                 var w = (-3.0 * alpha).exp();
-                var dTv = qs * ((c * qs).sum(-1, keepdim: true) - c);
+                var dTv = q * ((c * q).sum(-1, keepdim: true) - c);
                 return w * (q - p) + (1.0 - w) * dTv;
             }
             default:
@@ -202,7 +189,7 @@ public static class DistillationLoss
     static Tensor MinimumShare(Tensor q, Tensor p) =>
         q.lt(p).to(ScalarType.Float32) + 0.5 * q.eq(p).to(ScalarType.Float32);
 
-    /// <summary>The chunked loss as an autograd node: saves only its inputs, recomputes in backward.</summary>
+    /// <summary>The chunked loss as an autograd node: saves its inputs and two floats per row, recomputes the rest in backward.</summary>
     sealed class ChunkedLossFunction : autograd.SingleTensorFunction<ChunkedLossFunction>
     {
         public override string Name => "ChunkedDistillationLoss";
@@ -212,13 +199,13 @@ public static class DistillationLoss
             var logits = (Tensor)vars[0];
             var targets = (Tensor)vars[1];
             var kind = (LossKind)(int)vars[2];
-            ctx.save_for_backward(new List<Tensor> { logits, targets });
-            ctx.save_data("kind", (int)kind);
-
             long vocab = logits.shape[^1];
             var outShape = logits.shape[..^1];
             long rows = logits.numel() / vocab;
             var result = torch.empty(rows, ScalarType.Float32, logits.device);
+            // Row log-sum-exps: 8 bytes per row, saved so the backward skips two reductions per chunk.
+            var lseZ = torch.empty(new[] { rows, 1L }, ScalarType.Float32, logits.device);
+            var lseT = torch.empty(new[] { rows, 1L }, ScalarType.Float32, logits.device);
             using (var scope = NewDisposeScope())
             {
                 var z2 = logits.reshape(rows, vocab);
@@ -230,9 +217,15 @@ public static class DistillationLoss
                     long n = Math.Min(chunk, rows - r0);
                     var z = z2.narrow(0, r0, n).to(ScalarType.Float32);
                     var t = t2.narrow(0, r0, n).to(ScalarType.Float32);
-                    result.narrow(0, r0, n).copy_(ChunkForward(kind, z, t));
+                    var lz = lseZ.narrow(0, r0, n);
+                    var lt = lseT.narrow(0, r0, n);
+                    lz.copy_(z.logsumexp(-1, keepdim: true));
+                    lt.copy_(t.logsumexp(-1, keepdim: true));
+                    result.narrow(0, r0, n).copy_(ChunkForward(kind, z, t, lz, lt));
                 }
             }
+            ctx.save_for_backward(new List<Tensor> { logits, targets, lseZ, lseT });
+            ctx.save_data("kind", (int)kind);
             return result.reshape(outShape);
         }
 
@@ -241,6 +234,8 @@ public static class DistillationLoss
             var saved = ctx.get_saved_variables();
             var logits = saved[0];
             var targets = saved[1];
+            var lseZ = saved[2];
+            var lseT = saved[3];
             var kind = (LossKind)(int)ctx.get_data("kind");
             var shape = logits.shape;
             long vocab = logits.shape[^1];
@@ -261,7 +256,7 @@ public static class DistillationLoss
                     if (g.abs().max().ToDouble() == 0.0) continue;
                     var z = z2.narrow(0, r0, n).to(ScalarType.Float32);
                     var t = t2.narrow(0, r0, n).to(ScalarType.Float32);
-                    var d = ChunkGradient(kind, z, t) * g.unsqueeze(1);
+                    var d = ChunkGradient(kind, z, t, lseZ.narrow(0, r0, n), lseT.narrow(0, r0, n)) * g.unsqueeze(1);
                     grad.narrow(0, r0, n).copy_(d);
                 }
             }

@@ -38,11 +38,20 @@ public sealed class Muon : Optimizer
     public MuonLrAdjustment Adjustment { get; }
     public (double A, double B, double C) Coefficients { get; }
 
+    /// <summary>
+    /// dtype of the Newton–Schulz iteration: bf16 as torch (default), or fp32 on CPUs without native
+    /// bf16 matmul, where bf16 is emulated and hundreds of times slower (see <see cref="Precision.HasFastBf16"/>).
+    /// </summary>
+    public ScalarType NsDtype { get; }
+
     public Muon(IReadOnlyList<ParamGroup> groups, double momentum = 0.95, bool nesterov = true, int nsSteps = 5,
         MuonLrAdjustment adjustment = MuonLrAdjustment.Original, double eps = DefaultEps,
-        (double A, double B, double C)? coefficients = null, string name = "Muon")
+        (double A, double B, double C)? coefficients = null, string name = "Muon", ScalarType nsDtype = ScalarType.BFloat16)
         : base(name, groups)
     {
+        if (nsDtype is not (ScalarType.BFloat16 or ScalarType.Float32 or ScalarType.Float64))
+            throw new ArgumentException($"Newton–Schulz dtype must be bfloat16 (torch), float32 or float64, got {nsDtype}.", nameof(nsDtype));
+        NsDtype = nsDtype;
         if (momentum < 0) throw new ArgumentOutOfRangeException(nameof(momentum), $"momentum must be >= 0, got {momentum}.");
         if (nsSteps < 0 || nsSteps >= 100) throw new ArgumentOutOfRangeException(nameof(nsSteps), $"Newton–Schulz steps must be in [0, 100), got {nsSteps}.");
         foreach (var p in Parameters)
@@ -66,6 +75,7 @@ public sealed class Muon : Optimizer
         ["ns_coefficients"] = new JsonArray(Coefficients.A, Coefficients.B, Coefficients.C),
         ["eps"] = Eps,
         ["adjust_lr_fn"] = Adjustment == MuonLrAdjustment.MatchRmsAdamW ? "match_rms_adamw" : "original",
+        ["ns_dtype"] = Precision.Name(NsDtype),
     };
 
     /// <summary>The shape-adjusted learning rate torch's <c>_adjust_lr</c> computes.</summary>
@@ -116,7 +126,7 @@ public sealed class Muon : Optimizer
         {
             update = buf;
         }
-        using var ortho = NewtonSchulz(update, NsSteps, Eps, Coefficients);
+        using var ortho = NewtonSchulz(update, NsSteps, Eps, Coefficients, NsDtype);
         double adjusted = AdjustLr(group.Lr, Adjustment, param.shape[0], param.shape[1]);
         if (group.WeightDecay != 0) param.mul_(1.0 - group.Lr * group.WeightDecay);
         param.add_(ortho, -adjusted);

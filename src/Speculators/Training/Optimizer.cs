@@ -124,7 +124,7 @@ public abstract class Optimizer : IDisposable
             if (!p.Tensor.IsInvalid) p.Tensor.grad = null;
     }
 
-    /// <summary>State tensors (copies, fp32, on the parameters' device) and scalars.</summary>
+    /// <summary>State tensors (fresh fp32 copies on the parameters' device, owned by the caller) and scalars.</summary>
     public OptimizerState StateDict()
     {
         var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);

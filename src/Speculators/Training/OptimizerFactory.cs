@@ -34,6 +34,12 @@ public sealed record OptimizerOptions
     public int MuonNsSteps { get; init; } = 5;
     public MuonLrAdjustment MuonAdjustLr { get; init; } = MuonLrAdjustment.MatchRmsAdamW;
 
+    /// <summary>
+    /// dtype of Muon's Newton–Schulz iteration; null chooses bf16 (torch's choice) where the
+    /// parameters' device has fast bf16 matmul and fp32 elsewhere (<see cref="Precision.HasFastBf16"/>).
+    /// </summary>
+    public ScalarType? MuonNsDtype { get; init; }
+
     public double ResolvedMuonLr => MuonLr ?? 10.0 * Lr;
 
     /// <summary>Parses <c>--optimizer</c>.</summary>
@@ -94,8 +100,14 @@ public static class OptimizerFactory
                 var (muonParams, adamParams) = SplitForMuon(trainable);
                 var list = new List<Optimizer>();
                 if (muonParams.Count > 0)
+                {
+                    var nsDtype = options.MuonNsDtype ?? (Precision.HasFastBf16(muonParams[0].Tensor.device_type) ? ScalarType.BFloat16 : ScalarType.Float32);
+                    if (options.MuonNsDtype is null && nsDtype != ScalarType.BFloat16)
+                        Util.Log.WarnOnce("muon-ns-fp32",
+                            "this CPU has no native bf16 matmul (avx512_bf16/amx_bf16); Muon's Newton–Schulz iteration runs in fp32 instead of torch's bf16.");
                     list.Add(new Muon(new[] { new ParamGroup("Muon", muonParams, options.ResolvedMuonLr, options.MuonWeightDecay) },
-                        options.MuonMomentum, nesterov: true, options.MuonNsSteps, options.MuonAdjustLr));
+                        options.MuonMomentum, nesterov: true, options.MuonNsSteps, options.MuonAdjustLr, nsDtype: nsDtype));
+                }
                 if (adamParams.Count > 0)
                     list.Add(new AdamW(new[] { new ParamGroup("AdamW", adamParams, options.Lr, options.WeightDecay) }, options.Beta1, options.Beta2, options.Eps));
                 return list;

@@ -79,5 +79,9 @@ public class AutocastTests
         var e = Assert.Throws<SpeculatorsException>(() => Precision.ParseComputeDtype("float16", DeviceType.CPU));
         Assert.Contains("not supported on CPU", e.Message);
         Assert.Equal("bfloat16", Precision.Name(ScalarType.BFloat16));
+        Assert.True(Precision.HasFastBf16(DeviceType.CUDA));
+        bool cpuBf16 = File.ReadLines("/proc/cpuinfo").Any(l => l.StartsWith("flags") && (l.Contains(" avx512_bf16") || l.Contains(" amx_bf16")));
+        Assert.Equal(cpuBf16, Precision.HasFastBf16(DeviceType.CPU));
+        Assert.Equal(cpuBf16 ? ScalarType.BFloat16 : ScalarType.Float32, Precision.DefaultComputeDtype(DeviceType.CPU));
     }
 }

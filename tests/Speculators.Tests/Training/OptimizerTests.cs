@@ -262,6 +262,11 @@ public class OptimizerTests
         Assert.DoesNotContain(opts.SelectMany(o => o.Parameters), p => p.Name == "verifier_lm_head.weight");
         Assert.Equal(new[] { "lr/Muon", "lr/AdamW" }, OptimizerFactory.LearningRates(opts).Keys);
 
+        Assert.Equal(Precision.DefaultComputeDtype(TorchSharp.DeviceType.CPU), ((Muon)opts[0]).NsDtype);
+        var forced = OptimizerFactory.Build(ps, new OptimizerOptions { Kind = OptimizerKind.Muon, MuonNsDtype = ScalarType.BFloat16 });
+        Assert.Equal(ScalarType.BFloat16, ((Muon)forced[0]).NsDtype);
+        Assert.Equal("bfloat16", forced[0].StateDict().Scalars["hyper_parameters"]!["ns_dtype"]!.GetValue<string>());
+
         var single = OptimizerFactory.Build(ps, new OptimizerOptions());
         var adam = Assert.IsType<AdamW>(Assert.Single(single));
         Assert.Equal((0.9, 0.999, 1e-8), (adam.Beta1, adam.Beta2, adam.Eps));
