@@ -1,0 +1,64 @@
+using System.Text;
+
+namespace Speculators.Jinja.Runtime;
+
+/// <summary>Variables of one scope at run time; slots are assigned by the binder at parse time.</summary>
+internal sealed class Frame
+{
+    public readonly object?[] S;
+    public readonly Frame? Parent;
+
+    public Frame(int size, Frame? parent)
+    {
+        S = size == 0 ? Array.Empty<object?>() : new object?[size];
+        if (size > 0) Array.Fill(S, Missing.Value);
+        Parent = parent;
+    }
+}
+
+/// <summary>A generation block's output: where it starts in the top-level output and how long it is.</summary>
+internal readonly record struct GenSpan(int RootStart16, int Length16, int LengthCp);
+
+/// <summary>Per-render mutable state; a parsed template is shared and never mutated.</summary>
+internal sealed class RenderState
+{
+    public readonly StringBuilder Root;
+    public readonly List<GenSpan> Spans = new();
+    public readonly Func<DateTime> Now;
+    public int Depth;
+    public const int MaxDepth = 400;
+
+    public RenderState(StringBuilder root, Func<DateTime> now)
+    {
+        Root = root;
+        Now = now;
+    }
+
+    public void Enter()
+    {
+        if (++Depth > MaxDepth)
+        {
+            Depth = 0;
+            throw new JinjaException("RecursionError", "maximum recursion depth exceeded (macro calls nested more than " + MaxDepth + " deep)");
+        }
+    }
+
+    public void Leave() => Depth--;
+}
+
+/// <summary>Calling a value from a template.</summary>
+internal static class Calls
+{
+    public static object? Invoke(RenderState st, object? callee, in CallArgs args)
+    {
+        switch (callee)
+        {
+            case PyCallable c: return c.Call(st, args);
+            case Undefined u: throw u.Error();
+            case LoopContext lc: return lc.Recurse(st, args);
+        }
+        throw Py.TypeError($"'{Py.TypeName(callee)}' object is not callable");
+    }
+
+    public static bool IsCallable(object? v) => v is PyCallable || v is Undefined || v is LoopContext;
+}
