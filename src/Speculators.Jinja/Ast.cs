@@ -736,16 +736,16 @@ internal sealed class GenerationStmt : Stmt
 
     public override Flow Exec(RenderState st, Frame f, StringBuilder o)
     {
+        // transformers renders the body through caller(): it is buffered, so the top-level output does not
+        // grow while it runs (a nested generation block starts where the outer one starts).
         int rootStart = st.Root.Length;
-        int start = o.Length;
-        ExecBody(Body, st, new Frame(BodySize, f), o);
-        int len16 = o.Length - start;
+        var body = new StringBuilder();
+        ExecBody(Body, st, new Frame(BodySize, f), body);
+        int len16 = body.Length;
         int lenCp = len16;
-        if (len16 > 0)
-        {
-            string body = o.ToString(start, len16);
-            if (PyStr.HasSurrogates(body)) lenCp = PyStr.Length(body);
-        }
+        string text = body.ToString();
+        if (len16 > 0 && PyStr.HasSurrogates(text)) lenCp = PyStr.Length(text);
+        o.Append(text);
         st.Spans.Add(new GenSpan(rootStart, len16, lenCp));
         return Flow.Normal;
     }

@@ -135,10 +135,10 @@ internal sealed class Binder
                 break;
             }
             case BreakStmt:
-                if (_loopDepth == 0) throw Fail(st, "TemplateSyntaxError", "'break' outside loop");
+                if (_loopDepth == 0) throw Fail(st, "SyntaxError", "'break' outside loop");
                 break;
             case ContinueStmt:
-                if (_loopDepth == 0) throw Fail(st, "TemplateSyntaxError", "'continue' not properly in loop");
+                if (_loopDepth == 0) throw Fail(st, "SyntaxError", "'continue' not properly in loop");
                 break;
             case SetStmt set:
                 BindExpr(set.Value);

@@ -154,20 +154,7 @@ internal static partial class Filters
 
     static object? IgnoreCase(object? v) => v is string s ? PyStr.Lower(s) : v is Markup m ? new Markup(PyStr.Lower(m.Value)) : v;
 
-    static List<T> StableSort<T>(List<T> items, Func<T, object?> key, bool reverse)
-    {
-        var keys = items.ConvertAll(x => key(x));
-        var idx = Enumerable.Range(0, items.Count).ToArray();
-        Comparison<int> cmp = (i, j) =>
-        {
-            int c = reverse ? Py.SortCompare(keys[j], keys[i]) : Py.SortCompare(keys[i], keys[j]);
-            return c != 0 ? c : i.CompareTo(j);
-        };
-        Array.Sort(idx, cmp);
-        var r = new List<T>(items.Count);
-        foreach (int i in idx) r.Add(items[i]);
-        return r;
-    }
+    static List<T> StableSort<T>(List<T> items, Func<T, object?> key, bool reverse) => PySort.Sorted(items, key, reverse);
 
     static object? DictSort(RenderState st, object? v, in CallArgs a)
     {

@@ -86,10 +86,8 @@ internal static class PyJson
         for (int i = 0; i < order.Length; i++) order[i] = i;
         if (o.SortKeys)
         {
-            // sorted(d.items()): stable, Python ordering of keys (TypeError on mixed types).
-            var keys = new object?[d.Count];
-            for (int i = 0; i < keys.Length; i++) keys[i] = d.KeyAt(i);
-            order = order.OrderBy(i => i, Comparer<int>.Create((x, y) => Py.SortCompare(keys[x], keys[y]))).ToArray();
+            // sorted(d.items()): Python ordering of the (unique) keys; TypeError on mixed types.
+            order = PySort.Sorted(order, i => d.KeyAt(i), false).ToArray();
         }
         sb.Append('{');
         if (o.Indent != null) Newline(sb, o, level + 1);

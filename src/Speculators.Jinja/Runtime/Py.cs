@@ -349,14 +349,6 @@ internal static partial class Py
         return Apply(a.Count.CompareTo(b.Count), op);
     }
 
-    /// <summary>A total order for sorting (sorted()): raises TypeError on incomparable types like Python.</summary>
-    public static int SortCompare(object? a, object? b)
-    {
-        if (Compare(a, b, CmpOp.Lt)) return -1;
-        if (Compare(b, a, CmpOp.Lt)) return 1;
-        return 0;
-    }
-
     // ---------------------------------------------------------------- arithmetic
 
     static JinjaException Unsupported(string op, object? a, object? b) =>
