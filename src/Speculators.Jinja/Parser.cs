@@ -766,9 +766,8 @@ internal sealed class Parser
 
     Expr ParseCall(Expr node)
     {
-        var tok = Cur;
         var args = ParseCallArgs();
-        return At(new CallExpr(node, args), tok);
+        return At(new CallExpr(node, args), node);
     }
 
     FilterExpr? ParseFilter(Expr? node, bool startInline)
