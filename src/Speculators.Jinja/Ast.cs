@@ -436,9 +436,9 @@ internal sealed class ConcatExpr : Expr
     public ConcatExpr(Expr[] items) { Items = items; }
     public override object? Eval(RenderState st, Frame f)
     {
-        var sb = new StringBuilder();
-        foreach (var e in Items) Py.AppendStr(sb, e.Eval(st, f));
-        return sb.ToString();
+        var parts = new string[Items.Length];
+        for (int i = 0; i < parts.Length; i++) parts[i] = Py.Str(Items[i].Eval(st, f));
+        return string.Concat(parts);
     }
     public override IEnumerable<Node> Children => Items;
 }
@@ -662,11 +662,11 @@ internal sealed class SetBlockStmt : Stmt
 
     public override Flow Exec(RenderState st, Frame f, StringBuilder o)
     {
-        var sb = new StringBuilder();
+        var sb = Builders.Rent();
         var bf = new Frame(BodySize, f);
         var fl = ExecBody(Body, st, bf, sb);
+        object? value = Builders.ToStringAndReturn(sb);
         if (fl != Flow.Normal) return fl;
-        object? value = sb.ToString();
         if (Filter != null) value = Filter.ApplyTo(st, bf, value);
         Target.Assign(st, f, value);
         return Flow.Normal;
@@ -683,11 +683,12 @@ internal sealed class FilterBlockStmt : Stmt
 
     public override Flow Exec(RenderState st, Frame f, StringBuilder o)
     {
-        var sb = new StringBuilder();
+        var sb = Builders.Rent();
         var bf = new Frame(BodySize, f);
         var fl = ExecBody(Body, st, bf, sb);
+        string body = Builders.ToStringAndReturn(sb);
         if (fl != Flow.Normal) return fl;
-        Py.AppendStr(o, Filter.ApplyTo(st, bf, sb.ToString()));
+        Py.AppendStr(o, Filter.ApplyTo(st, bf, body));
         return Flow.Normal;
     }
     public override IEnumerable<Node> Children => new Node[] { Filter }.Concat(Body);
@@ -739,11 +740,11 @@ internal sealed class GenerationStmt : Stmt
         // transformers renders the body through caller(): it is buffered, so the top-level output does not
         // grow while it runs (a nested generation block starts where the outer one starts).
         int rootStart = st.Root.Length;
-        var body = new StringBuilder();
+        var body = Builders.Rent();
         ExecBody(Body, st, new Frame(BodySize, f), body);
         int len16 = body.Length;
         int lenCp = len16;
-        string text = body.ToString();
+        string text = Builders.ToStringAndReturn(body);
         if (len16 > 0 && PyStr.HasSurrogates(text)) lenCp = PyStr.Length(text);
         o.Append(text);
         st.Spans.Add(new GenSpan(rootStart, len16, lenCp));

@@ -85,7 +85,7 @@ public sealed class Template
         var root = new Frame(_rootNames.Length, null);
         for (int i = 0; i < _rootNames.Length; i++)
             root.S[i] = variables.TryGetValue(_rootNames[i], out var v) ? ValueConverter.FromDotNet(v, _rootNames[i]) : _rootGlobals[i];
-        var sb = new StringBuilder(1024);
+        var sb = Builders.Rent();
         var st = new RenderState(sb, _options.Now);
         try
         {
@@ -99,7 +99,8 @@ public sealed class Template
         {
             throw new JinjaException("InternalError", $"the template engine failed: {e.GetType().Name}: {e.Message}", 0, 0, e);
         }
-        string text = sb.ToString();
+        string text = Builders.ToStringAndReturn(sb);
+        if (st.Spans.Count == 0) return new RenderResult { Text = text, GenerationSpans = [], GenerationSpansUtf16 = [] };
         return new RenderResult
         {
             Text = text,

@@ -83,9 +83,9 @@ internal sealed class MacroValue : PyCallable
         st.Enter();
         try
         {
-            var sb = new StringBuilder();
+            var sb = Builders.Rent();
             Stmt.ExecBody(d.Body, st, f, sb);
-            return sb.ToString();
+            return Builders.ToStringAndReturn(sb);
         }
         finally { st.Leave(); }
     }
@@ -190,9 +190,9 @@ internal sealed class LoopContext
         st.Enter();
         try
         {
-            var sb = new StringBuilder();
+            var sb = Builders.Rent();
             _loop.Run(st, _outer, a.Pos[0], Depth0 + 1, sb);
-            return sb.ToString();
+            return Builders.ToStringAndReturn(sb);
         }
         finally { st.Leave(); }
     }

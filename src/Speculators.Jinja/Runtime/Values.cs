@@ -154,24 +154,50 @@ internal sealed class Namespace
 /// <summary>Insertion-ordered dict with Python key equality (1 == 1.0 == True; "a" == Markup("a")).</summary>
 internal sealed class PyDict
 {
-    readonly List<object?> _keys;
-    readonly List<object?> _values;
+    // Small dicts (messages, tool calls) are searched linearly; an index is built past this size.
+    const int IndexThreshold = 8;
+    object?[] _keys;
+    object?[] _values;
+    int _count;
     Dictionary<string, int>? _str;
     Dictionary<object, int>? _other;
 
-    public PyDict() { _keys = new(); _values = new(); }
-    public PyDict(int capacity) { _keys = new(capacity); _values = new(capacity); }
+    public PyDict() : this(4) { }
+    public PyDict(int capacity)
+    {
+        capacity = Math.Max(capacity, 1);
+        _keys = new object?[capacity];
+        _values = new object?[capacity];
+    }
 
-    public int Count => _keys.Count;
+    public int Count => _count;
     public object? KeyAt(int i) => _keys[i];
     public object? ValueAt(int i) => _values[i];
 
     public int IndexOf(object? key)
     {
-        if (key is string s) return _str != null && _str.TryGetValue(s, out int i) ? i : -1;
-        if (key is Markup m) return _str != null && _str.TryGetValue(m.Value, out int j) ? j : -1;
+        if (key is string || key is Markup)
+        {
+            string s = key is string ks ? ks : ((Markup)key).Value;
+            if (_str != null) return _str.TryGetValue(s, out int j) ? j : -1;
+            if (_other != null) return -1;
+            for (int i = 0; i < _count; i++)
+            {
+                var k = _keys[i];
+                if (k is string ss ? string.Equals(ss, s, StringComparison.Ordinal) : k is Markup km && km.Value == s) return i;
+            }
+            return -1;
+        }
         var hk = HashKey(key);
-        return _other != null && _other.TryGetValue(hk, out int k) ? k : -1;
+        if (_other != null) return _other.TryGetValue(hk, out int m) ? m : -1;
+        if (_str != null) return -1;
+        for (int i = 0; i < _count; i++)
+        {
+            var k = _keys[i];
+            if (k is string || k is Markup) continue;
+            if (HashKey(k).Equals(hk)) return i;
+        }
+        return -1;
     }
 
     public bool TryGet(object? key, out object? value)
@@ -187,22 +213,30 @@ internal sealed class PyDict
     /// <summary>d[key] = value: overwrites in place (keeping the first key's position) or appends.</summary>
     public void Set(object? key, object? value)
     {
-        if (key is string || key is Markup)
+        int i = IndexOf(key);
+        if (i >= 0) { _values[i] = value; return; }
+        if (_count == _keys.Length)
         {
-            string s = key is string ks ? ks : ((Markup)key).Value;
-            _str ??= new Dictionary<string, int>(StringComparer.Ordinal);
-            if (_str.TryGetValue(s, out int i)) { _values[i] = value; return; }
-            _str[s] = _keys.Count;
+            Array.Resize(ref _keys, _count * 2);
+            Array.Resize(ref _values, _count * 2);
         }
-        else
+        _keys[_count] = key;
+        _values[_count] = value;
+        if (_str != null || _other != null) AddToIndex(key, _count);
+        _count++;
+        if (_str == null && _other == null && _count > IndexThreshold)
         {
-            var hk = HashKey(key);
-            _other ??= new Dictionary<object, int>();
-            if (_other.TryGetValue(hk, out int i)) { _values[i] = value; return; }
-            _other[hk] = _keys.Count;
+            _str = new Dictionary<string, int>(StringComparer.Ordinal);
+            _other = new Dictionary<object, int>();
+            for (int k = 0; k < _count; k++) AddToIndex(_keys[k], k);
         }
-        _keys.Add(key);
-        _values.Add(value);
+    }
+
+    void AddToIndex(object? key, int index)
+    {
+        if (key is string s) _str![s] = index;
+        else if (key is Markup m) _str![m.Value] = index;
+        else _other![HashKey(key)] = index;
     }
 
     public PyDict Copy()
