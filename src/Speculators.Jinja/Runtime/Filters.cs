@@ -264,17 +264,24 @@ internal static partial class Filters
             case long or bool: return Py.Int(Py.AsLong(v));
             case double d:
                 if (double.IsNaN(d) || double.IsInfinity(d)) return dflt;
-                return Py.Int((long)Math.Truncate(d));
+                return Py.Int(TruncateToLong(d));
             case Undefined u: throw u.Error();
             case string or Markup:
             {
                 string s = Py.AsStr(v);
                 if (TryParsePyInt(s, bas, out long l)) return Py.Int(l);
-                if (ToFloat(v) is double f && !double.IsNaN(f) && !double.IsInfinity(f)) return Py.Int((long)Math.Truncate(f));
+                if (ToFloat(v) is double f && !double.IsNaN(f) && !double.IsInfinity(f)) return Py.Int(TruncateToLong(f));
                 return dflt;
             }
         }
         return dflt;
+    }
+
+    static long TruncateToLong(double d)
+    {
+        double t = Math.Truncate(d);
+        if (t < -9.223372036854775808e18 || t >= 9.223372036854775808e18) throw Py.Overflow();
+        return (long)t;
     }
 
     /// <summary>int(s, base): whitespace, sign, underscores between digits, 0x/0o/0b prefixes for base 0 or matching base.</summary>

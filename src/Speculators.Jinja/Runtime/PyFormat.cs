@@ -141,17 +141,20 @@ internal static class PyFormat
     }
 
     /// <summary>'%.{p}g' formatting (alt keeps trailing zeros).</summary>
-    public static string General(double d, int precision, bool upper, bool alt)
+    public static string General(double d, int precision, bool upper, bool alt, bool addDot0 = false)
     {
         if (double.IsNaN(d)) return upper ? "NAN" : "nan";
         if (double.IsInfinity(d)) return (d > 0 ? "" : "-") + (upper ? "INF" : "inf");
         if (precision == 0) precision = 1;
         int e = d == 0 ? 0 : Significant(d, precision).exp10;
         string s;
-        if (e >= -4 && e < precision)
+        // format() with a precision and no type ("{:.5}") is 'g' that switches to exponent form one digit
+        // earlier and keeps a ".0" (CPython's Py_DTSF_ADD_DOT_0).
+        if (e >= -4 && e < (addDot0 ? precision - 1 : precision))
         {
             s = Fixed(d, precision - 1 - e);
             if (!alt && s.Contains('.')) s = s.TrimEnd('0').TrimEnd('.');
+            if (addDot0 && !s.Contains('.')) s += ".0";
         }
         else
         {
@@ -607,8 +610,7 @@ internal static class PyFormat
                     int p = precision < 0 ? 6 : precision;
                     if (type == '\0')
                     {
-                        s = precision < 0 ? PyFormat.FloatRepr(d) : General(d, p, false, alt);
-                        if (precision >= 0 && !s.Contains('.') && !s.Contains('e') && !s.Contains("inf") && !s.Contains("nan")) { }
+                        s = precision < 0 ? PyFormat.FloatRepr(d) : General(d, p, false, alt, addDot0: true);
                     }
                     else if (type == '%') s = Fixed(d * 100, p) + "%";
                     else s = type switch

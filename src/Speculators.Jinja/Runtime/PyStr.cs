@@ -162,8 +162,8 @@ internal static class PyStr
     public static bool IsDigit(int cp) => CharUnicodeInfo.GetDigitValue(CodePointString(cp), 0) >= 0;
     public static bool IsNumeric(int cp) => CharUnicodeInfo.GetNumericValue(CodePointString(cp), 0) != -1;
     public static bool IsAlnum(int cp) => IsAlpha(cp) || IsDecimal(cp) || IsDigit(cp) || IsNumeric(cp);
-    public static bool IsLower(int cp) => Cat(cp) == UnicodeCategory.LowercaseLetter;
-    public static bool IsUpper(int cp) => Cat(cp) == UnicodeCategory.UppercaseLetter;
+    public static bool IsLower(int cp) => Cat(cp) == UnicodeCategory.LowercaseLetter || CaseTables.InRanges(CaseTables.OtherLowercase, cp);
+    public static bool IsUpper(int cp) => Cat(cp) == UnicodeCategory.UppercaseLetter || CaseTables.InRanges(CaseTables.OtherUppercase, cp);
     public static bool IsTitle(int cp) => Cat(cp) == UnicodeCategory.TitlecaseLetter;
     public static bool IsCased(int cp) => IsLower(cp) || IsUpper(cp) || IsTitle(cp);
     /// <summary>regex \w on str patterns: alphanumerics and underscore.</summary>
@@ -171,48 +171,21 @@ internal static class PyStr
 
     // ---------------------------------------------------------------- case mapping
 
-    static string? SpecialUpper(int cp) => cp switch
-    {
-        0xDF => "SS",
-        0x149 => "\u02BCN",
-        0x1F0 => "J\u030C",
-        0x587 => "\u0535\u0552",
-        0xFB00 => "FF", 0xFB01 => "FI", 0xFB02 => "FL", 0xFB03 => "FFI", 0xFB04 => "FFL", 0xFB05 => "ST", 0xFB06 => "ST",
-        _ => null,
-    };
-
-    static string? SpecialTitle(int cp) => cp switch
-    {
-        0xDF => "Ss",
-        0xFB00 => "Ff", 0xFB01 => "Fi", 0xFB02 => "Fl", 0xFB03 => "Ffi", 0xFB04 => "Ffl", 0xFB05 => "St", 0xFB06 => "St",
-        _ => null,
-    };
-
     static void AppendUpper(StringBuilder sb, int cp)
     {
-        var sp = SpecialUpper(cp);
-        if (sp != null) { sb.Append(sp); return; }
+        if (CaseTables.Upper.TryGetValue(cp, out var full)) { sb.Append(full); return; }
         AppendCodePoint(sb, cp < 0x10000 ? char.ToUpperInvariant((char)cp) : UpperAstral(cp));
     }
 
     static void AppendLower(StringBuilder sb, int cp)
     {
-        if (cp == 0x130) { sb.Append("i\u0307"); return; }
+        if (CaseTables.Lower.TryGetValue(cp, out var full)) { sb.Append(full); return; }
         AppendCodePoint(sb, cp < 0x10000 ? char.ToLowerInvariant((char)cp) : LowerAstral(cp));
     }
 
     static void AppendTitle(StringBuilder sb, int cp)
     {
-        var sp = SpecialTitle(cp);
-        if (sp != null) { sb.Append(sp); return; }
-        switch (cp)
-        {
-            // Digraphs with a distinct titlecase form.
-            case 0x1C4 or 0x1C5 or 0x1C6: sb.Append('\u01C5'); return;
-            case 0x1C7 or 0x1C8 or 0x1C9: sb.Append('\u01C8'); return;
-            case 0x1CA or 0x1CB or 0x1CC: sb.Append('\u01CB'); return;
-            case 0x1F1 or 0x1F2 or 0x1F3: sb.Append('\u01F2'); return;
-        }
+        if (CaseTables.Title.TryGetValue(cp, out var t)) { sb.Append(t); return; }
         AppendUpper(sb, cp);
     }
 
@@ -233,16 +206,42 @@ internal static class PyStr
     {
         if (IsAscii(s)) return s.ToLowerInvariant();
         var sb = new StringBuilder(s.Length);
-        foreach (int cp in CodePoints(s)) AppendLower(sb, cp);
+        var cps = CodePoints(s);
+        for (int i = 0; i < cps.Length; i++) AppendLowerAt(sb, cps, i);
         return sb.ToString();
     }
+
+    /// <summary>Lowercases cps[i], applying Final_Sigma to capital sigma as CPython's lower_ucs4 does.</summary>
+    static void AppendLowerAt(StringBuilder sb, int[] cps, int i)
+    {
+        if (cps[i] == 0x3A3) sb.Append(IsFinalSigma(cps, i) ? '\u03C2' : '\u03C3');
+        else AppendLower(sb, cps[i]);
+    }
+
+    /// <summary>Unicode's Final_Sigma condition, which Python's str.lower applies to capital sigma.</summary>
+    static bool IsFinalSigma(int[] cps, int i)
+    {
+        int j = i - 1;
+        while (j >= 0 && IsCaseIgnorable(cps[j])) j--;
+        if (j < 0 || !IsCased(cps[j])) return false;
+        j = i + 1;
+        while (j < cps.Length && IsCaseIgnorable(cps[j])) j++;
+        return j == cps.Length || !IsCased(cps[j]);
+    }
+
+    static bool IsCaseIgnorable(int cp) =>
+        cp is '\'' or '.' or ':' or 0xB7 or 0x387 or 0x5F4 or 0x2018 or 0x2019 or 0x2024 or 0x2027 or 0xFE13 or 0xFE52 or 0xFE55 or 0xFF07 or 0xFF0E or 0xFF1A
+        || Cat(cp) is UnicodeCategory.NonSpacingMark or UnicodeCategory.EnclosingMark or UnicodeCategory.Format
+            or UnicodeCategory.ModifierLetter or UnicodeCategory.ModifierSymbol;
 
     public static string SwapCase(string s)
     {
         var sb = new StringBuilder(s.Length);
-        foreach (int cp in CodePoints(s))
+        var cps = CodePoints(s);
+        for (int i = 0; i < cps.Length; i++)
         {
-            if (IsUpper(cp)) AppendLower(sb, cp);
+            int cp = cps[i];
+            if (IsUpper(cp)) AppendLowerAt(sb, cps, i);
             else if (IsLower(cp)) AppendUpper(sb, cp);
             else AppendCodePoint(sb, cp);
         }
@@ -256,7 +255,7 @@ internal static class PyStr
         var cps = CodePoints(s);
         var sb = new StringBuilder(s.Length);
         AppendTitle(sb, cps[0]);
-        for (int i = 1; i < cps.Length; i++) AppendLower(sb, cps[i]);
+        for (int i = 1; i < cps.Length; i++) AppendLowerAt(sb, cps, i);
         return sb.ToString();
     }
 
@@ -265,9 +264,11 @@ internal static class PyStr
     {
         var sb = new StringBuilder(s.Length);
         bool prevCased = false;
-        foreach (int cp in CodePoints(s))
+        var cps = CodePoints(s);
+        for (int i = 0; i < cps.Length; i++)
         {
-            if (prevCased) AppendLower(sb, cp);
+            int cp = cps[i];
+            if (prevCased) AppendLowerAt(sb, cps, i);
             else AppendTitle(sb, cp);
             prevCased = IsCased(cp);
         }
@@ -281,7 +282,7 @@ internal static class PyStr
         var cps = CodePoints(s);
         var sb = new StringBuilder(s.Length);
         AppendUpper(sb, cps[0]);
-        for (int i = 1; i < cps.Length; i++) AppendLower(sb, cps[i]);
+        sb.Append(Lower(FromCodePoints(cps.AsSpan(1))));
         return sb.ToString();
     }
 

@@ -395,6 +395,29 @@ case("in_key_order", "{{ d }} {{ d|tojson }} {% for k, v in d.items() %}{{ k }}{
 case("in_unicode", "{{ s }}|{{ s|length }}|{{ s[3:] }}|{{ s|upper }}|{{ s|tojson }}", {"s": "ünï🙂 日本\u00a0x"})
 
 
+# --- number formatting and Unicode case mapping over many values -----------------------------------------
+def numeric_cases(seed):
+    import random
+    rng = random.Random(seed)
+    xs = [rng.random() * rng.choice([1, -1]) * 10 ** rng.randint(-30, 30) for _ in range(60)]
+    xs += [0.5, 1.5, 2.5, 0.125, 0.375, 1e16, 9999999999999998.0, 1e-5, 123.456, 1 / 3, 100.0, 1e21, 1.1e-4, 5e-324, 2.675, 0.045]
+    tpl = ("{% for x in xs %}{{ x }}|{{ '%.3f|%e|%g|%.12g|%10.4f|%-12.2e|%+.1f|%#.0f' % (x, x, x, x, x, x, x, x) }}|"
+           "{{ x|round(2) }}|{{ x|round(0) }}|{{ x|round(-1) }}|{{ '{:.5}|{:.3e}|{:,.2f}|{:g}|{}'.format(x, x, x, x, x) }}|"
+           "{{ x|tojson }}|{{ x // 1 }}|{{ x % 7 }}|{{ (x * 1000)|int if x|abs < 1e12 else 'big' }}\n{% endfor %}")
+    case("num_random_floats", tpl, {"xs": xs})
+    ints = [rng.randint(-10 ** 12, 10 ** 12) for _ in range(40)] + [0, 1, -1, 7, -7, 2 ** 53 + 1]
+    tpl = ("{% for x in xs %}{{ x }}|{{ x // 3 }}|{{ x % 3 }}|{{ x // -3 }}|{{ x % -3 }}|{{ x / 3 }}|"
+           "{{ '%5d|%x|%o|%+d|%08d' % (x, x, x, x, x) }}|{{ '{:,}|{:x}|{:>12}|{:e}'.format(x, x, x, x) }}|{{ x|round(-2) }}\n{% endfor %}")
+    case("num_random_ints", tpl, {"xs": ints})
+
+
+numeric_cases(11)
+case("unicode_case_mapping",
+     "{% for s in xs %}{{ s.upper() }}|{{ s.lower() }}|{{ s.title() }}|{{ s.capitalize() }}|{{ s.swapcase() }}|{{ s|title }}|"
+     "{{ s|capitalize }}|{{ s.istitle() }}|{{ s.isupper() }}|{{ s.islower() }}|{{ s|wordcount }}|{{ s|upper }}|{{ s|lower }}\n{% endfor %}",
+     {"xs": ["ǆungla", "ß straße", "İstanbul", "ﬁne ﬂow", "ΣΊΣΥΦΟΣ ΟΔΟΣ. Σ", "ǅemal", "hello World-wide web", "  mixed\tCASE  ",
+             "ŉ", "ΐ", "ᾳ ᾼ", "Ⅻ ⅻ", "ǈ", "ⓐⒷ", "ა", "ǰ"]})
+
 # --- options other than transformers' defaults --------------------------------------------------------
 case("opt_no_trim", "{% if true %}\nA\n{% endif %}\nB", trim_blocks=False)
 case("opt_no_lstrip", "x\n    {% if true %}\n    A\n    {% endif %}\ny", lstrip_blocks=False)
