@@ -714,12 +714,15 @@ internal sealed class WithStmt : Stmt
 internal sealed class NamedBlockStmt : Stmt
 {
     public readonly string Name;
+    public readonly bool Scoped;
     public readonly Stmt[] Body;
     public int BodySize;
-    public NamedBlockStmt(string name, Stmt[] body) { Name = name; Body = body; }
+    public NamedBlockStmt(string name, bool scoped, Stmt[] body) { Name = name; Scoped = scoped; Body = body; }
+
+    /// <summary>Unscoped blocks see only template-level variables (jinja2 renders them from the context).</summary>
     public override Flow Exec(RenderState st, Frame f, StringBuilder o)
     {
-        ExecBody(Body, st, new Frame(BodySize, f), o);
+        ExecBody(Body, st, new Frame(BodySize, Scoped ? f : st.RootFrame!), o);
         return Flow.Normal;
     }
     public override IEnumerable<Node> Children => Body;

@@ -25,21 +25,22 @@ internal sealed class Binder
     }
 
     readonly Scope _root = new(null);
+    readonly Dictionary<string, NamedBlockStmt> _blocks = new(StringComparer.Ordinal);
     Scope _cur;
     bool _soft;
     int _loopDepth;
 
     Binder() { _cur = _root; }
 
-    /// <summary>Binds a template body; returns the root scope's names by slot.</summary>
-    public static string[] Bind(Stmt[] body)
+    /// <summary>Binds a template body; returns the root scope's names by slot and the named blocks.</summary>
+    public static (string[] rootNames, Dictionary<string, NamedBlockStmt> blocks) Bind(Stmt[] body)
     {
         var b = new Binder();
         b.DeclareStores(body, b._root);
         b.BindStmts(body);
         var names = new string[b._root.Slots.Count];
         foreach (var kv in b._root.Slots) names[kv.Value] = kv.Key;
-        return names;
+        return (names, b._blocks);
     }
 
     static JinjaException Fail(Node n, string type, string msg) => new(type, msg, n.Line, n.Col);
@@ -62,9 +63,6 @@ internal sealed class Binder
         }
     }
 
-    void Push(Scope s) => _cur = s;
-    void Pop() => _cur = _cur.Parent!;
-
     void BindStmts(Stmt[] body)
     {
         foreach (var s in body) BindStmt(s);
@@ -85,19 +83,20 @@ internal sealed class Binder
     /// (macros, callers, generation and named blocks) are Python functions in jinja2, so break and
     /// continue cannot cross them; set/filter/with blocks are inline code and can.
     /// </summary>
-    int InScope(Stmt[]? body, bool function, Action<Scope> bind)
+    int InScope(Stmt[]? body, bool function, Action<Scope> bind, bool fromRoot = false)
     {
-        var s = new Scope(_cur);
+        var s = new Scope(fromRoot ? _root : _cur);
+        var saved = _cur;
         if (body != null) DeclareStores(body, s);
         bool soft = _soft;
         int loops = _loopDepth;
         _soft = false;
         if (function) _loopDepth = 0;
-        Push(s);
+        _cur = s;
         try { bind(s); }
         finally
         {
-            Pop();
+            _cur = saved;
             _soft = soft;
             _loopDepth = loops;
         }
@@ -168,7 +167,8 @@ internal sealed class Binder
                 });
                 break;
             case NamedBlockStmt nb:
-                nb.BodySize = InScope(nb.Body, true, _ => BindStmts(nb.Body));
+                if (!_blocks.TryAdd(nb.Name, nb)) throw Fail(nb, "TemplateAssertionError", $"block {Py.Repr(nb.Name)} defined twice");
+                nb.BodySize = InScope(nb.Body, true, _ => BindStmts(nb.Body), fromRoot: !nb.Scoped);
                 break;
             case GenerationStmt g:
                 g.BodySize = InScope(g.Body, true, _ => BindStmts(g.Body));

@@ -293,13 +293,13 @@ internal sealed class Parser
     {
         var tok = Next();
         string name = (string)Expect(Tok.Name).Value!;
-        SkipName("scoped");
+        bool scoped = SkipName("scoped");
         SkipName("required");
         if (Cur.Type == Tok.Sub)
             throw Fail("Block names in Jinja have to be valid Python identifiers and may not contain hyphens, use an underscore instead.");
         var body = ParseStatements(["endblock"], true);
         SkipName(name);
-        return At(new NamedBlockStmt(name, body), tok);
+        return At(new NamedBlockStmt(name, scoped, body), tok);
     }
 
     MacroParam[] ParseSignature()

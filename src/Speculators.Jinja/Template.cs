@@ -36,12 +36,14 @@ public sealed class Template
     readonly string[] _rootNames;
     readonly object?[] _rootGlobals;
     readonly TemplateOptions _options;
+    readonly SelfRef? _self;
 
     /// <summary>Whether the template has a <c>{% generation %}</c> block.</summary>
     public bool HasGenerationBlocks { get; }
 
-    Template(Stmt[] body, string[] rootNames, TemplateOptions options, bool hasGeneration)
+    Template(Stmt[] body, string[] rootNames, Dictionary<string, NamedBlockStmt> blocks, TemplateOptions options, bool hasGeneration)
     {
+        if (Array.IndexOf(rootNames, "self") >= 0) _self = new SelfRef(blocks);
         _body = body;
         _rootNames = rootNames;
         _options = options;
@@ -59,8 +61,8 @@ public sealed class Template
         string normalized = Lexer.NormalizeNewlines(source);
         var (tokens, map) = Lexer.Tokenize(normalized, options.TrimBlocks, options.LstripBlocks);
         var body = new Parser(tokens, map).ParseTemplate();
-        var rootNames = Binder.Bind(body);
-        return new Template(body, rootNames, options, ContainsGeneration(body));
+        var (rootNames, blocks) = Binder.Bind(body);
+        return new Template(body, rootNames, blocks, options, ContainsGeneration(body));
     }
 
     static bool ContainsGeneration(IEnumerable<Node> nodes)
@@ -84,9 +86,12 @@ public sealed class Template
         ArgumentNullException.ThrowIfNull(variables);
         var root = new Frame(_rootNames.Length, null);
         for (int i = 0; i < _rootNames.Length; i++)
-            root.S[i] = variables.TryGetValue(_rootNames[i], out var v) ? ValueConverter.FromDotNet(v, _rootNames[i]) : _rootGlobals[i];
+        {
+            if (_self != null && _rootNames[i] == "self") root.S[i] = _self;
+            else root.S[i] = variables.TryGetValue(_rootNames[i], out var v) ? ValueConverter.FromDotNet(v, _rootNames[i]) : _rootGlobals[i];
+        }
         var sb = Builders.Rent();
-        var st = new RenderState(sb, _options.Now);
+        var st = new RenderState(sb, _options.Now) { RootFrame = root };
         try
         {
             Stmt.ExecBody(_body, st, root, sb);

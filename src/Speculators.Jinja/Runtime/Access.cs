@@ -65,6 +65,8 @@ internal static class Access
                 return lc.TryGetAttr(name, out value);
             case MacroValue m:
                 return m.TryGetAttr(name, out value);
+            case SelfRef self:
+                return self.TryGetAttr(name, out value);
             case Cycler c:
                 switch (name)
                 {

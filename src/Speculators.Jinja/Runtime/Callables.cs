@@ -73,7 +73,10 @@ internal sealed class MacroValue : PyCallable
             f.S[d.VarargsSlot] = args.Count > nParams ? new PyTuple(args.Pos[nParams..]) : PyTuple.Empty;
         else if (args.Count > nParams)
             throw Py.TypeError($"macro {Py.Repr(d.Name)} takes not more than {nParams} argument(s)");
-        // Defaults are evaluated in order inside the macro's frame, so they may refer to earlier parameters.
+        // Defaults are evaluated in order inside the macro's frame, so they may refer to earlier parameters;
+        // a parameter not set yet reads as undefined there (not as an outer variable of the same name).
+        for (int i = 0; i < nParams; i++)
+            if (missing[i] && d.Params[i].Default != null) f.S[d.Params[i].Slot] = Undefined.ForName(d.Params[i].Name);
         for (int i = 0; i < nParams; i++)
         {
             if (!missing[i]) continue;

@@ -24,6 +24,7 @@ internal static class Globals
             a.Check("joiner", 1, "sep");
             return new Joiner(Py.Str(a.Opt(0, "sep", ", ", "joiner")));
         }),
+        ["lipsum"] = new BuiltinFunction("lipsum", Lipsum),
         ["raise_exception"] = new BuiltinFunction("raise_exception", (RenderState st, in CallArgs a) =>
         {
             a.Check("raise_exception", 1, "message");
@@ -37,6 +38,51 @@ internal static class Globals
             return PyFormat.Strftime(st.Now(), Py.AsStr(fmt));
         }),
     };
+
+    static readonly string[] LoremWords =
+        ("lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore et dolore magna " +
+         "aliqua enim ad minim veniam quis nostrud exercitation ullamco laboris nisi aliquip ex ea commodo consequat duis aute " +
+         "irure in reprehenderit voluptate velit esse cillum fugiat nulla pariatur excepteur sint occaecat cupidatat non proident " +
+         "sunt culpa qui officia deserunt mollit anim id est laborum").Split(' ');
+
+    /// <summary>
+    /// lipsum(n=5, html=True, min=20, max=100): random lorem ipsum paragraphs with jinja2's sentence structure
+    /// (the words and the random sequence differ from Python's, which is random anyway).
+    /// </summary>
+    static object? Lipsum(RenderState st, in CallArgs a)
+    {
+        a.Check("lipsum", 4, "n", "html", "min", "max");
+        long n = RangeArg(a.Opt(0, "n", Py.Int(5), "lipsum"));
+        bool html = Py.Truthy(a.Opt(1, "html", true, "lipsum"));
+        long min = RangeArg(a.Opt(2, "min", Py.Int(20), "lipsum")), max = RangeArg(a.Opt(3, "max", Py.Int(100), "lipsum"));
+        if (max <= min) throw Py.ValueError($"empty range for randrange() ({min}, {max}, {max - min})");
+        var rng = Random.Shared;
+        var paragraphs = new List<string>();
+        for (long k = 0; k < Math.Min(n, 1000); k++)
+        {
+            var words = new List<string>();
+            bool capitalize = true;
+            int lastComma = 0, lastStop = 0;
+            string? last = null;
+            int count = (int)rng.NextInt64(min, max);
+            for (int idx = 0; idx < count; idx++)
+            {
+                string w;
+                do { w = LoremWords[rng.Next(LoremWords.Length)]; } while (w == last);
+                last = w;
+                if (capitalize) { w = PyStr.Capitalize(w); capitalize = false; }
+                if (idx - rng.Next(3, 8) > lastComma) { lastComma = idx; lastStop += 2; w += ","; }
+                if (idx - rng.Next(10, 20) > lastStop) { lastComma = lastStop = idx; w += "."; capitalize = true; }
+                words.Add(w);
+            }
+            string p = string.Join(" ", words);
+            if (p.EndsWith(',')) p = p[..^1] + ".";
+            else if (!p.EndsWith('.')) p += ".";
+            paragraphs.Add(p);
+        }
+        if (!html) return string.Join("\n\n", paragraphs);
+        return new Markup(string.Join("\n", paragraphs.Select(p => "<p>" + Markup.Escape(p) + "</p>")));
+    }
 
     static long RangeArg(object? v)
     {

@@ -53,7 +53,8 @@ internal static class Methods
 
     static CallArgs EscapeArgs(string name, in CallArgs a)
     {
-        if (name is not ("replace" or "join" or "format" or "partition" or "rpartition" or "center" or "ljust" or "rjust")) return a;
+        // format() escapes its arguments itself (StrFormat with escape).
+        if (name is not ("replace" or "join" or "partition" or "rpartition" or "center" or "ljust" or "rjust")) return a;
         var pos = new object?[a.Pos.Length];
         for (int i = 0; i < pos.Length; i++) pos[i] = a.Pos[i] is string s ? Markup.Escape(s) : a.Pos[i];
         if (name == "join" && pos.Length == 1 && !Py.IsStr(pos[0]))

@@ -48,6 +48,7 @@ internal static partial class Py
         LoopContext => "LoopContext",
         Cycler => "Cycler",
         PySlice => "slice",
+        SelfRef => "TemplateReference",
         _ => v.GetType().Name,
     };
 
@@ -60,6 +61,7 @@ internal static partial class Py
         LoopContext => "jinja2.runtime.LoopContext object",
         MacroValue => "jinja2.runtime.Macro object",
         Cycler => "jinja2.utils.Cycler object",
+        SelfRef => "jinja2.runtime.TemplateReference object",
         Joiner => "jinja2.utils.Joiner object",
         _ => TypeName(obj) + " object",
     };
@@ -184,6 +186,7 @@ internal static partial class Py
             case PyCallable c: sb.Append(c.Repr); break;
             case LoopContext lc: sb.Append("<LoopContext ").Append(lc.Index0 + 1).Append('/').Append(lc.Length).Append('>'); break;
             case Cycler: sb.Append("<jinja2.utils.Cycler object>"); break;
+            case SelfRef: sb.Append("<TemplateReference None>"); break;
             case PySlice sl:
                 sb.Append("slice(");
                 AppendRepr(sb, sl.Start, depth + 1); sb.Append(", ");

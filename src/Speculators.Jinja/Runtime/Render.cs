@@ -25,6 +25,7 @@ internal sealed class RenderState
     public readonly StringBuilder Root;
     public readonly List<GenSpan> Spans = new();
     public readonly Func<DateTime> Now;
+    public Frame? RootFrame;
     public int Depth;
     public const int MaxDepth = 400;
 
@@ -61,4 +62,25 @@ internal static class Calls
     }
 
     public static bool IsCallable(object? v) => v is PyCallable || v is Undefined || v is LoopContext;
+}
+
+/// <summary>jinja2's <c>self</c> (TemplateReference): <c>self.blockname()</c> renders a named block again.</summary>
+internal sealed class SelfRef
+{
+    readonly IReadOnlyDictionary<string, NamedBlockStmt> _blocks;
+    public SelfRef(IReadOnlyDictionary<string, NamedBlockStmt> blocks) { _blocks = blocks; }
+
+    public bool TryGetAttr(string name, out object? value)
+    {
+        value = null;
+        if (!_blocks.TryGetValue(name, out var block) || block.Scoped) return false;
+        value = new BuiltinFunction(name, (RenderState st, in CallArgs a) =>
+        {
+            a.Check(name, 0);
+            var sb = Builders.Rent();
+            block.Exec(st, st.RootFrame!, sb);
+            return Builders.ToStringAndReturn(sb);
+        });
+        return true;
+    }
 }

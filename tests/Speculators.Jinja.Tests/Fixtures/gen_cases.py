@@ -395,6 +395,62 @@ case("in_key_order", "{{ d }} {{ d|tojson }} {% for k, v in d.items() %}{{ k }}{
 case("in_unicode", "{{ s }}|{{ s|length }}|{{ s[3:] }}|{{ s|upper }}|{{ s|tojson }}", {"s": "ünï🙂 日本\u00a0x"})
 
 
+# --- Markup, call blocks, argument unpacking, named blocks, self, assorted filters ----------------------
+TRICKY_MSGS = [{"role": "system", "content": "sys"}, {"role": "user", "content": "hi 🙂"},
+               {"role": "assistant", "content": "yo", "tool_calls": [{"function": {"name": "f", "arguments": {"a": 1}}}]},
+               {"role": "user", "content": "again"}]
+TRICKY = [
+ "{{ ('<b>'|safe) % '<i>' }}|{{ ('<b>%s'|safe) % ('<i>',) }}|{{ ('a<'|safe).replace('<', '>') }}|{{ ('a'|safe).upper() }}|{{ ('<'|safe) * 2 }}|{{ ('x'|safe).join(['<', '>']) }}",
+ "{{ ('<b>'|safe)|replace('<', '[') }}|{{ ('<b>'|safe)|upper }}|{{ ('<b>'|safe)|trim }}|{{ ('<b>'|safe)|length }}|{{ ('<b>'|safe)|string }}|{{ ['<'|safe, '>']|join(',') }}|{{ ('<b>'|safe) ~ '<' }}",
+ "{{ ('<b>'|safe) == '<b>' }}|{{ '<b>' in ('<b>'|safe) }}|{{ ('a'|safe)[0] }}|{{ ('ab'|safe)[::-1] }}|{{ ('a b'|safe).split() }}",
+ "{{ ('{}'|safe).format('<') }}|{{ '{}'.format('<'|safe) }}|{{ '%s' % ('<'|safe) }}|{{ ('<'|safe)|e }}|{{ '<'|e|e }}",
+ "{% macro outer() %}[{{ caller('a', 'b') }}]{% endmacro %}{% call(x, y) outer() %}{{ x }}-{{ y }}{{ varargs }}{% endcall %}",
+ "{% macro m() %}{{ caller() }}{{ caller() }}{% endmacro %}{% set ns = namespace(n=0) %}{% call m() %}{% set ns.n = ns.n + 1 %}{{ ns.n }}{% endcall %}",
+ "{% macro a() %}A{{ b() }}{% endmacro %}{% macro b() %}B{% endmacro %}{{ a() }}",
+ "{% set x = 1 %}{% macro m(x=x + 1) %}{{ x }}{% endmacro %}{{ m() }}{{ m(5) }}",
+ "{% for a in [1,2] %}{% for b in [3,4] %}{% if b == 4 %}{% break %}{% endif %}{{ a }}{{ b }}{% endfor %}{% endfor %}",
+ "{% for x in [1,2,3] %}{% with y = x * 2 %}{% if y == 4 %}{% continue %}{% endif %}{{ y }}{% endwith %}{% endfor %}",
+ "{% filter upper %}{% for x in 'ab' %}{{ x }}{% if x == 'a' %}{% endif %}{% endfor %}{% endfilter %}",
+ "{{ [1,2,3]|map('string')|map('int')|sum }}|{{ ['a','b']|map('upper')|join }}|{{ {'a':1}|map('upper')|list }}",
+ "{{ 'a' if none is none }}{{ 1 if 2 if 3 else 4 }}",
+ "{% set a = [1, 2] %}{% set b = a %}{{ a is sameas b }}{{ [1] is sameas [1] }}",
+ "{{ 'abc'|batch(2)|list }}|{{ 'abcdef'|slice(4)|list }}",
+ "{{ range(10)|select('even')|map('string')|join(',') }}|{{ range(5)|reject('odd')|list }}|{{ range(3)|reverse|list }}",
+ "{{ [3,2,1]|sort|first }}|{{ [[2,'b'],[1,'a']]|sort }}|{{ [[2,'b'],[1,'a']]|sort(attribute='1') }}|{{ [{'a':{'b':2}},{'a':{'b':1}}]|sort(attribute='a.b') }}",
+ "{{ [none, 1]|select('none')|list }}|{{ [1,'a',[],{}]|select('string')|list }}|{{ [1, 2]|select('in', [2])|list }}",
+ "{{ '%-10s|%10s|%.0f|%.1f|%i' % ('ab', 'cd', 0.5, 0.25, 3.9) }}",
+ "{{ '%(a)s %(a)r' % {'a': 'x'} }}|{{ '%%%s%%' % 5 }}|{{ '%s' % none }}|{{ '%s' % [1,2] }}|{{ '%s %s' % ('a', [1]) }}",
+ "{{ {'a': 1, 'b': 2}|dictsort|map('first')|list }}|{{ {'a': 1}.items()|map('last')|list }}",
+ "{% set d = {'x': {'y': [1, {'z': 'deep'}]}} %}{{ d.x.y[1].z }}{{ d['x']['y'][-1]['z'] }}{{ d.x.y.1.z }}",
+ "{{ 1 == 1 == 1 }}{{ 1 < 2 == 2 }}{{ 'a' ~ 'b' == 'ab' }}{{ 2 * 3 ~ 4 }}{{ 1 + 2 ~ 3 }}",
+ "{{ '\\n'.join(['a', 'b']) }}|{{ 'a\\\\nb' }}|{{ \"\\x41\\u0042\\U00000043\" }}|{{ '\\101\\102' }}",
+ "{{ [1,2,3][1:2][0] }}{{ 'abc'[-1:] ~ 'abc'[:-1] }}{{ [1,2,3][-2:] }}",
+ "{{ 'x'.ljust(3) ~ '|' }}{{ 'x'.rjust(3, '0') }}{{ '12'.zfill(1) }}{{ 'abc'.center(2) }}",
+ "{{ 'a b c'.split(' ', 1) }}{{ 'a  b'.split(' ') }}{{ ' '.join('abc') }}{{ 'abc'.startswith('') }}{{ ''.join([]) }}",
+ "{{ {'b': 1, 'a': 2}|dictsort(false, 'value') }}{{ {'b': 1, 'B': 2}|dictsort(case_sensitive=true) }}",
+ "{{ none|string }}{{ true|string }}{{ 1.0|string }}{{ [none]|string }}{{ (1,)|string }}",
+ "{{ 10|filesizeformat }} {{ 1000|filesizeformat }} {{ 1000000|filesizeformat }} {{ 1024|filesizeformat(true) }} {{ 1e30|filesizeformat }}",
+ "{{ 'x'|indent(2, true, true) }}|{{ ''|indent }}|{{ '\\n'|indent(first=true) }}|{{ 'a\\r\\nb'|indent }}",
+ "{{ 'hello world'|truncate(5) }}|{{ 'hello world'|truncate(7, leeway=0) }}|{{ 'hello'|truncate(3, true, '') }}",
+ "{{ '  a  '|trim|length }}{{ 'abc'|trim('ac') }}{{ '\\u3000x\\u3000'|trim }}",
+ "{% set x = 5 %}{% if x is divisibleby(5) and x is odd %}ok{% endif %}",
+ "{% for i in range(3) %}{{ loop.cycle(*['a','b']) }}{% endfor %}|{{ dict(**{'a': 1}) }}|{{ [1,2]|join(*[',']) }}",
+ "{% macro m(a, b) %}{{ a }}{{ b }}{% endmacro %}{{ m(*[1, 2]) }}{{ m(**{'a': 3, 'b': 4}) }}{{ m(1, **{'b': 5}) }}",
+ "{{ lipsum is defined }}{{ self is defined }}{{ caller is defined }}{{ varargs is defined }}{{ loop is defined }}",
+ "{% set t = (1, 'a') %}{% set a, b = t %}{{ a }}{{ b }}{% for k, v in [t] %}{{ k }}{{ v }}{% endfor %}",
+ "{{ x|default(none) is none }}{{ x|d(0) + 1 }}{{ x or 'fallback' }}{{ x and 'no' }}|",
+ "{{ messages|selectattr('role', 'eq', 'user')|map(attribute='content')|first }}|{{ messages|map(attribute='role')|unique|list }}|{{ (messages|last).content }}|{{ messages[-1]['role'] }}",
+ "{% for m in messages %}{% if loop.first and m.role != 'system' %}NO_SYS{% endif %}{% if not loop.last %},{% endif %}{% endfor %}",
+ "{{ messages|length > 2 }}{{ messages[0].content|length }}{{ messages|rejectattr('tool_calls', 'defined')|list|length }}",
+]
+for _i, _t in enumerate(TRICKY):
+    case(f"tricky_{_i:02d}", _t, {"messages": TRICKY_MSGS})
+case("block_unscoped_sees_context_only", "{% for i in [1] %}{% block b %}[{{ i }}|{{ x }}]{% endblock %}{% endfor %}{% set x = 3 %}{{ self.b() }}", {"x": 9})
+case("block_scoped", "{% for i in [1] %}{% block b scoped %}[{{ i }}]{% endblock %}{% endfor %}")
+case("self_reference", "{{ self }}|{{ self.nope is defined }}")
+case("block_twice", "{% block a %}A{% endblock %}{% block a %}B{% endblock %}")
+case("lipsum_shape", "{{ lipsum(1, false, 5, 6)|wordcount >= 5 }}{{ lipsum() is string }}{{ lipsum is defined }}")
+
 # --- number formatting and Unicode case mapping over many values -----------------------------------------
 def numeric_cases(seed):
     import random
