@@ -38,6 +38,12 @@ internal static partial class Filters
         ["map"] = Map,
         ["max"] = (RenderState st, object? v, in CallArgs a) => MinMax(st, v, a, "max"),
         ["min"] = (RenderState st, object? v, in CallArgs a) => MinMax(st, v, a, "min"),
+        ["random"] = (RenderState st, object? v, in CallArgs a) =>
+        {
+            a.Check("random", 0);
+            var items = Py.AsSequence(v);
+            return items.Count == 0 ? Undefined.ForHint("No random item, sequence was empty.") : items[Random.Shared.Next(items.Count)];
+        },
         ["reject"] = (RenderState st, object? v, in CallArgs a) => SelectOrReject(st, v, a, false, false, "reject"),
         ["rejectattr"] = (RenderState st, object? v, in CallArgs a) => SelectOrReject(st, v, a, false, true, "rejectattr"),
         ["replace"] = Replace,
