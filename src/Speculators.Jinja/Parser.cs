@@ -101,6 +101,8 @@ internal sealed class Parser
     void Enter()
     {
         if (++_depth > MaxNesting) throw Fail($"template nested too deeply (more than {MaxNesting} levels)");
+        if (!System.Runtime.CompilerServices.RuntimeHelpers.TryEnsureSufficientExecutionStack())
+            throw Fail("template nested too deeply for the thread's stack");
     }
 
     // ------------------------------------------------------------- statements

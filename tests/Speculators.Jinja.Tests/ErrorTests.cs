@@ -92,6 +92,24 @@ public class ErrorTests
     }
 
     [Fact]
+    public void RecursionOnASmallStackIsAnErrorNotACrash()
+    {
+        // 198 nested calls are within jinja2's limit but need more stack than 512 KB: the engine stops
+        // with RecursionError before the thread overflows (a .NET stack overflow would kill the process).
+        const string src = "{% macro f(n) %}{% for i in [1] %}{% if n > 0 %}{% set x = [n]|map('string')|join(',') ~ 'a' %}" +
+                           "{{ (f(n - 1) ~ x)|trim }}{% endif %}{% endfor %}{% endmacro %}{{ f(198) }}";
+        JinjaException? error = null;
+        var t = new Thread(() =>
+        {
+            try { Template.Parse(src).Render(new Dictionary<string, object?>()); }
+            catch (JinjaException e) { error = e; }
+        }, 512 * 1024);
+        t.Start();
+        t.Join();
+        Assert.Equal("RecursionError", error?.ErrorType);
+    }
+
+    [Fact]
     public void DeeplyNestedExpressionsAreRejected()
     {
         var e = Fails("{{ " + new string('(', 1000) + "1" + new string(')', 1000) + " }}");

@@ -38,6 +38,7 @@ internal static class PyJson
     static void Encode(StringBuilder sb, object? v, Options o, int level)
     {
         if (level > MaxDepth) throw new JinjaException("RecursionError", "maximum recursion depth exceeded while encoding a JSON object");
+        if ((level & 15) == 15) RenderState.CheckStack();
         switch (v)
         {
             case null: sb.Append("null"); return;
@@ -160,6 +161,7 @@ internal static class ValueConverter
     static object? Convert(object? v, string path, int depth)
     {
         if (depth > MaxDepth) throw new JinjaException("ValueError", $"{path}: value nested more than {MaxDepth} levels deep");
+        if ((depth & 15) == 15) RenderState.CheckStack();
         switch (v)
         {
             case null: return null;

@@ -132,6 +132,7 @@ internal static partial class Py
     public static void AppendRepr(StringBuilder sb, object? v, int depth)
     {
         if (depth > MaxReprDepth) throw new JinjaException("RecursionError", "maximum recursion depth exceeded while getting the repr of an object");
+        if ((depth & 15) == 15) RenderState.CheckStack();
         switch (v)
         {
             case string s: AppendStrRepr(sb, s); break;
