@@ -146,6 +146,14 @@ public sealed class SdpaAttentionBackend : IAttentionBackend, IDisposable
     {
         int key = window ?? -1;
         if (_masks.TryGetValue(key, out var cached) && cached is not null && cached.shape[3] == lk) return cached.alias();
+        var result = BuildMask(window, device, lk);
+        if (_masks.TryGetValue(key, out var old)) old?.Dispose();
+        _masks[key] = result;
+        return result.alias();
+    }
+
+    Tensor BuildMask(int? window, Device device, long lk)
+    {
         using var scope = NewDisposeScope();
         int batch = _starts.Length;
         var starts = torch.tensor(_starts, device: device).view(batch, 1, 1, 1);
@@ -172,10 +180,7 @@ public sealed class SdpaAttentionBackend : IAttentionBackend, IDisposable
         if (window is int w) allowed = allowed.logical_and(kSlot.gt(qSlot.sub(w)));
         // Padded query rows attend to their own slot only, so no row is empty (SDPA would give NaN).
         allowed = allowed.logical_or(kSlot.eq(qSlot).logical_and(queryValid.logical_not()));
-        var result = allowed.DetachFromDisposeScope();
-        if (_masks.TryGetValue(key, out var old)) old?.Dispose();
-        _masks[key] = result;
-        return result.alias();
+        return allowed.DetachFromDisposeScope();
     }
 
     public void Dispose()

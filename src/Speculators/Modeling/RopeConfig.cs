@@ -77,8 +77,8 @@ public sealed record RopeConfig
         if (!(Theta > 0)) throw new SpeculatorsException($"{where}: rope_theta must be positive, found {Theta}.");
         if (Type != RopeType.Default && !(Factor > 0))
             throw new SpeculatorsException($"{where}: factor must be positive for rope_type '{TypeName(Type)}', found {Factor}.");
-        if (Type == RopeType.Dynamic && Factor == 1 && RotaryDim == 2)
-            throw new SpeculatorsException($"{where}: dynamic RoPE needs a rotary dimension above 2.");
+        if (Type == RopeType.Dynamic && RotaryDim <= 2)
+            throw new SpeculatorsException($"{where}: dynamic RoPE needs a rotary dimension above 2 (its base exponent is dim/(dim-2)).");
         if ((Type == RopeType.Llama3 || Type == RopeType.Yarn) && !(OriginalMaxPositionEmbeddings > 0))
             throw new SpeculatorsException($"{where}: original_max_position_embeddings must be a positive integer for rope_type '{TypeName(Type)}'.");
         if (Type == RopeType.Llama3 && !(HighFreqFactor > LowFreqFactor))

@@ -11,6 +11,8 @@ namespace Speculators.Tests.Modeling;
 /// </summary>
 public class ReferenceModelTests
 {
+    public ReferenceModelTests() => TestTorch.SingleThreaded();
+
     [Theory]
     [InlineData("llama_default")]
     [InlineData("llama3_rope")]
