@@ -182,7 +182,8 @@ public class CausalLM : nn.Module
     /// <param name="attentionMask">[B, T] 1 = token, 0 = padding (right padding when a cache is used)</param>
     /// <param name="captureLayerIds">hidden-state ids in [0, N] (vLLM semantics); returned ascending, distinct</param>
     /// <param name="logits">positions to compute logits for (default all)</param>
-    /// <param name="backend">a custom attention backend (then <paramref name="cache"/> must be null)</param>
+    /// <param name="backend">a custom attention backend (then <paramref name="cache"/> must be null, and masking
+    /// is the backend's job: <paramref name="attentionMask"/> then only shapes the default positions and <see cref="LogitsSelection.Last"/>)</param>
     public ModelOutput Forward(Tensor inputIds, Tensor? positionIds = null, KvCache? cache = null, Tensor? attentionMask = null,
         IReadOnlyList<int>? captureLayerIds = null, LogitsSelection? logits = null, IAttentionBackend? backend = null)
     {
