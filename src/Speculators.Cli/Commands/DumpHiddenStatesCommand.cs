@@ -3,6 +3,7 @@ using System.Globalization;
 using Speculators.Formats;
 using Speculators.Hub;
 using Speculators.Modeling;
+using Speculators.Text;
 using Speculators.Util;
 using TorchSharp;
 
@@ -85,8 +86,13 @@ public sealed class DumpHiddenStatesCommand : ICliVerb
         return ids;
     }
 
-    static long[] Tokenize(string dir, string text) =>
-        throw new SpeculatorsException(
-            $"--prompt needs the tokenizer.json loader (Speculators.Text.HfTokenizer), which is not part of this build yet; " +
-            $"tokenize the prompt elsewhere and pass --input-ids (model: {dir}).");
+    /// <summary>Tokenizes the prompt as given (special tokens in the text are recognized; the tokenizer's own BOS is added).</summary>
+    static long[] Tokenize(string dir, string text)
+    {
+        if (!File.Exists(Path.Combine(dir, "tokenizer.json")))
+            throw new SpeculatorsException($"--prompt needs {Path.Combine(dir, "tokenizer.json")}; pass --input-ids instead for a model without a tokenizer.");
+        var ids = HfTokenizer.Load(dir).EncodeToIds(text, addSpecialTokens: true);
+        if (ids.Length == 0) throw new SpeculatorsException("--prompt tokenized to no tokens; give a non-empty prompt.");
+        return Array.ConvertAll(ids, i => (long)i);
+    }
 }

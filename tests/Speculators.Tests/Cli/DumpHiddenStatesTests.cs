@@ -42,6 +42,21 @@ public class DumpHiddenStatesTests
     }
 
     [Fact]
+    public void PromptIsTokenizedWithTheModelsTokenizer()
+    {
+        using var dir = new TempDir();
+        TinyModelFactory.Create(dir.Path, new TinyModelOptions { NumLayers = 4, HiddenSize = 32 });
+        string outPath = dir.File("hs.safetensors");
+        const string prompt = "<|im_start|>user\nhello there<|im_end|>";
+        CliRunner.Ok("dump-hidden-states", "--model", dir.Path, "--prompt", prompt, "--output", outPath);
+        var expectedIds = Speculators.Text.HfTokenizer.Load(dir.Path).EncodeToIds(prompt, addSpecialTokens: true).Select(i => (long)i).ToArray();
+        Assert.True(expectedIds.Length > 3);
+        using var scope = NewDisposeScope();
+        using var st = SafeTensorsFile.Open(outPath);
+        Assert.Equal(expectedIds, st.Load("token_ids").data<long>().ToArray());
+    }
+
+    [Fact]
     public void DefaultLayersAndBfloat16()
     {
         using var dir = new TempDir();
