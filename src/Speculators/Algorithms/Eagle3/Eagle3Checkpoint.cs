@@ -257,7 +257,9 @@ public static class Eagle3Checkpoint
             if (!targets.ContainsKey(name))
                 problems.Add($"'{fileKey}' is present, but draft_vocab_size {model.DraftVocabSize} equals vocab_size {model.TargetVocabSize}, so the draft has no vocabulary mapping");
         }
-        var missing = expected.Values.Where(e => e.Required && !fileKeyOf.ContainsKey(e.Name)).Select(e => $"'{e.Name}' {e.ShapeText}").ToList();
+        // A missing embedding or lm_head is taken from the verifier below (speculators.md §2.5).
+        var missing = expected.Values.Where(e => e.Required && !fileKeyOf.ContainsKey(e.Name) && e.Name is not ("embed_tokens.weight" or "lm_head.weight"))
+            .Select(e => $"'{e.Name}' {e.ShapeText}").ToList();
         if (missing.Count > 0) problems.Add($"missing {string.Join(", ", missing)}");
         if (problems.Count > 0)
             throw new SpeculatorsException($"{ckpt.Source}: cannot load the Eagle-3 draft:\n  " + string.Join("\n  ", problems));
