@@ -34,9 +34,9 @@ public sealed class Eagle3DraftModel : nn.Module
     public Tensor? d2t;
     /// <summary>Target ids the draft keeps [V] bool; null when Vd == V.</summary>
     public Tensor? t2d;
-    /// <summary>Verifier final norm (training targets; frozen, not saved).</summary>
+    /// <summary>Verifier final norm [T] (training targets; frozen, not saved).</summary>
     public RMSNorm? verifier_norm;
-    /// <summary>Verifier lm_head rows of the draft vocabulary [Vd, H] (training targets; frozen, not saved).</summary>
+    /// <summary>Verifier lm_head rows of the draft vocabulary [Vd, T] (training targets; frozen, not saved).</summary>
     public Modeling.Linear? verifier_lm_head;
 #pragma warning restore IDE1006
 
@@ -311,12 +311,12 @@ public sealed class Eagle3DraftModel : nn.Module
         using var noGrad = torch.no_grad();
         if (verifier_norm is null)
         {
-            verifier_norm = new RMSNorm(HiddenSize, verifier.Config.RmsNormEps, DType, Device);
+            verifier_norm = new RMSNorm(AuxHiddenSize, verifier.Config.RmsNormEps, DType, Device);
             register_module("verifier_norm", verifier_norm);
         }
         if (verifier_lm_head is null)
         {
-            verifier_lm_head = new Modeling.Linear(HiddenSize, DraftVocabSize, false, DType, Device);
+            verifier_lm_head = new Modeling.Linear(AuxHiddenSize, DraftVocabSize, false, DType, Device);
             register_module("verifier_lm_head", verifier_lm_head);
         }
         verifier_norm.weight.copy_(verifier.FinalNorm);
