@@ -68,7 +68,8 @@ public abstract class SpeculatorModelConfig
     static readonly string[] DroppedOnWrite = ["model_type", "auto_map"];
 
     [JsonPropertyName("speculators_model_type")] public string SpeculatorsModelType { get; set; } = "";
-    [JsonPropertyName("speculators_version")] public string? SpeculatorsVersion { get; set; }
+    /// <summary>The writer's speculators version (Python's pydantic field is a non-null string, so null is omitted on write).</summary>
+    [JsonPropertyName("speculators_version"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? SpeculatorsVersion { get; set; }
     [JsonPropertyName("architectures")] public List<string> Architectures { get; set; } = [];
     [JsonPropertyName("speculators_config")] public SpeculatorsConfig SpeculatorsConfig { get; set; } = new();
     /// <summary>transformers 4.x dtype key (we write both it and <see cref="Dtype"/>).</summary>

@@ -254,8 +254,8 @@ public static class Eagle3Checkpoint
                 _ => info.DType is SafeTensorsDType.BOOL or SafeTensorsDType.U8,
             };
             if (!kindOk) problems.Add($"'{fileKey}' is {info.DType.Name()}, expected {KindText(e.Kind)}");
-            if (!targets.ContainsKey(name))
-                problems.Add($"'{fileKey}' is present, but draft_vocab_size {model.DraftVocabSize} equals vocab_size {model.TargetVocabSize}, so the draft has no vocabulary mapping");
+            if (!targets.ContainsKey(name) && kindOk && info.Shape.SequenceEqual(e.Shape) && !IsIdentityMapping(ckpt, fileKey, name))
+                problems.Add($"'{fileKey}' is not the identity, but draft_vocab_size {model.DraftVocabSize} equals vocab_size {model.TargetVocabSize} (the draft keeps every target id in order)");
         }
         // A missing embedding or lm_head is taken from the verifier below (speculators.md §2.5).
         var missing = expected.Values.Where(e => e.Required && !fileKeyOf.ContainsKey(e.Name) && e.Name is not ("embed_tokens.weight" or "lm_head.weight"))
@@ -300,6 +300,14 @@ public static class Eagle3Checkpoint
             model.AttachVerifier(verifier);
         }
         model.ApplyFreezing();
+    }
+
+    /// <summary>True for an all-zero d2t or an all-true t2d (what a full-vocabulary draft would hold).</summary>
+    static bool IsIdentityMapping(SafeTensorsCheckpoint ckpt, string fileKey, string name)
+    {
+        using var t = ckpt.Load(fileKey);
+        using var check = name == "d2t" ? t.to(ScalarType.Int64).eq(0).all() : t.to(ScalarType.Bool).all();
+        return check.item<bool>();
     }
 
     static long[] ReadInt64(SafeTensorsCheckpoint ckpt, string key)
