@@ -44,3 +44,27 @@ public class ValidateCommandTests
         Assert.Contains("/nonexistent/ckpt-dir", r.Stderr + r.Stdout);
     }
 }
+
+/// <summary><c>speculators inspect</c> on a speculator checkpoint prints the draft's summary.</summary>
+public class InspectSpeculatorTests
+{
+    [Fact]
+    public void InspectShowsAlgorithmVerifierKVocabularyFlagsAndParameterCounts()
+    {
+        var r = CliRunner.Ok("inspect", Eagle3Fixtures.DraftDir(Eagle3Fixtures.HeadDefaults));
+        Assert.Contains("algorithm               eagle3", r.Stdout);
+        Assert.Contains("verifier                ../reference_models/llama_default [LlamaForCausalLM]", r.Stdout);
+        Assert.Contains("speculative tokens (k)  3", r.Stdout);
+        Assert.Contains("draft vocabulary        64 of 257 target tokens (d2t/t2d)", r.Stdout);
+        Assert.Contains("norm_before_residual=true, norm_before_fc=true, fc_norm=false, norm_output=true", r.Stdout);
+        // fc 48×144 + input_norm 144 + layer 0 (4·48 norms… ) from the file headers; embed 257×48 and lm_head 64×48 frozen.
+        Assert.Contains($"{257 * 48 + 64 * 48:N0} frozen", r.Stdout);
+        var j = CliRunner.Ok("inspect", Eagle3Fixtures.DraftDir(Eagle3Fixtures.Classic), "--json");
+        var json = JsonNode.Parse(j.Stdout)!.AsObject();
+        Assert.Equal("eagle3", json["algorithm"]!.GetValue<string>());
+        Assert.Equal(new[] { 2, 3, 4 }, json["aux_layer_ids"]!.AsArray().Select(x => x!.GetValue<int>()));
+        Assert.False(json["norm_output"]!.GetValue<bool>());
+        long fc = 48 * 144, layer = 3 * 48 + 48 * 96 + 2 * 24 * 96 + 48 * 48 + 3 * 96 * 48;
+        Assert.Equal(fc + layer + 48, json["trainable_parameter_count"]!.GetValue<long>());
+    }
+}
