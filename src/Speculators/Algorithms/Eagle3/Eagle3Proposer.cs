@@ -212,7 +212,8 @@ public sealed class Eagle3Proposer : IDisposable
             else if (length < p.End)
             {
                 int keep = (int)(length - p.Start);
-                var kept = p.Hidden.narrow(0, 0, keep).clone().DetachFromDisposeScope();
+                using var view = p.Hidden.narrow(0, 0, keep);
+                var kept = view.clone().DetachFromDisposeScope();
                 p.Hidden.Dispose();
                 _pending[seq] = new Pending { Start = p.Start, Hidden = kept, Tokens = p.Tokens.Take(keep).ToArray() };
             }
