@@ -44,6 +44,9 @@ public class Eagle3ValidatorTests
         { "aux id outside verifier", "eagle_aux_hidden_state_layer_ids", "layer id 6 is outside [1, 5] for the verifier's 6 layers" },
         { "verifier vocab", "transformer_layer_config.vocab_size", "300 does not match the verifier's vocab_size 257" },
         { "descending aux ids", "eagle_aux_hidden_state_layer_ids", "must be unique and ascending" },
+        { "no decoder config", "transformer_layer_config", "missing: the draft decoder's HF config" },
+        { "decoder without hidden size", "transformer_layer_config", "required field 'hidden_size' is missing" },
+        { "float t2d", "t2d", "dtype F32, expected BOOL" },
     };
 
     static string MakeBroken(string kind, TempDir dir)
@@ -95,6 +98,9 @@ public class Eagle3ValidatorTests
                 tensors = t => { t["embed_tokens.weight"] = torch.zeros(300, 48); t["t2d"] = torch.cat([t["t2d"], torch.zeros(43, ScalarType.Bool)]); return t; };
                 break;
             case "descending aux ids": config = c => c["eagle_aux_hidden_state_layer_ids"] = new JsonArray(4, 3, 2); break;
+            case "no decoder config": config = c => c.Remove("transformer_layer_config"); break;
+            case "decoder without hidden size": config = c => c["transformer_layer_config"]!.AsObject().Remove("hidden_size"); break;
+            case "float t2d": tensors = t => { t["t2d"] = t["t2d"].to(ScalarType.Float32); return t; }; break;
             default: throw new ArgumentException(kind);
         }
         return Eagle3Fixtures.CopyCheckpoint(src, dst, tensors, config);
