@@ -23,7 +23,12 @@ public sealed class DatagenCommand : ICliVerb
         };
         var maxSamples = new Option<int?>("--max-samples") { Description = "Use only the first N rows of the dataset (before the rank split)." };
         var batchTokens = new Option<long>("--batch-tokens") { Description = "Tokens per verifier prefill, padding included.", DefaultValueFactory = _ => 16384 };
-        var dtype = new Option<string>("--dtype") { Description = "Verifier compute and storage dtype: bfloat16 or float32.", DefaultValueFactory = _ => "bfloat16" };
+        var dtype = new Option<string>("--dtype") { Description = "Storage dtype of the hidden states: bfloat16 or float32.", DefaultValueFactory = _ => "bfloat16" };
+        var computeDtype = new Option<string>("--compute-dtype")
+        {
+            Description = "Verifier compute dtype: auto (the storage dtype where the device has native bf16, else float32), bfloat16 or float32.",
+            DefaultValueFactory = _ => "auto",
+        };
         var device = new Option<string>("--device") { Description = "cpu or cuda:N.", DefaultValueFactory = _ => "cpu" };
         var worldSize = new Option<int>("--world-size") { Description = "Number of processes sharing the rows.", DefaultValueFactory = _ => 1 };
         var rank = new Option<int>("--rank") { Description = "This process's share, in [0, world-size).", DefaultValueFactory = _ => 0 };
@@ -44,7 +49,7 @@ public sealed class DatagenCommand : ICliVerb
             "Run the verifier over a prepared dataset and write its hidden states (aux layers + final layer) to hs_{i}.safetensors, " +
             "the layout vLLM's extractor writes. Resumable; splits rows across --world-size processes.")
         {
-            model, dataPath, output, layerIds, maxSamples, batchTokens, dtype, device, worldSize, rank, validate, maxTokens, tooLong, ignoreDisk,
+            model, dataPath, output, layerIds, maxSamples, batchTokens, dtype, computeDtype, device, worldSize, rank, validate, maxTokens, tooLong, ignoreDisk,
         };
         cmd.SetAction(pr =>
         {
@@ -54,6 +59,9 @@ public sealed class DatagenCommand : ICliVerb
             if (scalar == TorchSharp.torch.ScalarType.Float16)
                 throw new SpeculatorsException("--dtype float16 is not offered (about 1000x slower than bfloat16 on CPUs); use bfloat16 or float32.");
             var dev = Devices.Parse(pr.GetValue(device));
+            string computeText = pr.GetValue(computeDtype)!;
+            TorchSharp.torch.ScalarType? compute = computeText.Trim().Equals("auto", StringComparison.OrdinalIgnoreCase)
+                ? null : HiddenStateSpec.ParseDType(computeText, "--compute-dtype");
             string? layerText = pr.GetValue(layerIds);
             var options = new DatagenOptions
             {
@@ -65,6 +73,7 @@ public sealed class DatagenCommand : ICliVerb
                 MaxSamples = pr.GetValue(maxSamples),
                 BatchTokens = pr.GetValue(batchTokens),
                 DType = scalar,
+                ComputeDType = compute,
                 Device = dev,
                 WorldSize = pr.GetValue(worldSize),
                 Rank = pr.GetValue(rank),

@@ -26,8 +26,10 @@ public sealed record DatagenOptions
     public int? MaxSamples { get; init; }
     /// <summary>Padded tokens per prefill.</summary>
     public long BatchTokens { get; init; } = 16384;
-    /// <summary>Verifier compute dtype = store dtype.</summary>
+    /// <summary>Store dtype of <c>hidden_states</c> (bfloat16 default, float32).</summary>
     public ScalarType DType { get; init; } = ScalarType.BFloat16;
+    /// <summary>Verifier compute dtype; null = <see cref="ComputeDType.Resolve"/> (the store dtype where the device computes it natively, else float32).</summary>
+    public ScalarType? ComputeDType { get; init; }
     public Device? Device { get; init; }
     public int WorldSize { get; init; } = 1;
     public int Rank { get; init; }
@@ -52,12 +54,15 @@ public sealed record DatagenPlan
     public required string OutputDirectory { get; init; }
     public required HiddenStateSpec Spec { get; init; }
     public required VerifierIdentity Verifier { get; init; }
+    /// <summary>The dtype the verifier runs in.</summary>
+    public required ScalarType ComputeDType { get; init; }
+    public required Device Device { get; init; }
     /// <summary>This rank's share of the rows.</summary>
     public required RowRange Range { get; init; }
     /// <summary>Rows of the dataset considered (after --max-samples), over all ranks.</summary>
     public required int TargetRows { get; init; }
-    /// <summary>Rows to run (truncated where the policy says so), in row order.</summary>
-    public required IReadOnlyList<GenerationRequest> ToRun { get; init; }
+    /// <summary>Rows to run and the tokens each runs (after truncation), in row order. Token ids are read per batch.</summary>
+    public required IReadOnlyList<PlannedRow> ToRun { get; init; }
     /// <summary>Rows of this rank whose valid file already exists.</summary>
     public required int AlreadyPresent { get; init; }
     /// <summary>Rows with a file under the final name that failed validation (regenerated).</summary>
@@ -66,7 +71,7 @@ public sealed record DatagenPlan
     public required int TooLongTruncated { get; init; }
     /// <summary>Leftover <c>.tmp</c> files of a killed run that were removed.</summary>
     public required int StaleTemporariesRemoved { get; init; }
-    public long TokensToRun => ToRun.Sum(r => (long)r.Tokens.Length);
+    public long TokensToRun => ToRun.Sum(r => (long)r.Tokens);
     /// <summary>Disk space the new files take: T × (A+1) × H × bytes + T × 8 for token_ids + a header per file.</summary>
     public long BytesNeeded => TokensToRun * Spec.FileBytesPerToken + ToRun.Count * (long)HeaderBytesPerFile;
     public required long FreeBytes { get; init; }
@@ -77,7 +82,9 @@ public sealed record DatagenPlan
     public string Describe()
     {
         var w = new System.Text.StringBuilder();
-        w.AppendLine(CultureInfo.InvariantCulture, $"verifier: {Verifier.Name} (N={Verifier.NumHiddenLayers}, H={Verifier.HiddenSize}, vocab {Verifier.VocabSize})");
+        w.AppendLine(
+            $"verifier: {Verifier.Name} (N={Verifier.NumHiddenLayers}, H={Verifier.HiddenSize}, vocab {Verifier.VocabSize}), " +
+            $"computing in {HiddenStateSpec.DTypeName(ComputeDType)} on {Device}");
         w.AppendLine(CultureInfo.InvariantCulture, $"store:    {OutputDirectory} ({Spec})");
         w.AppendLine($"rows:     {Range} of {TargetRows}; {ToRun.Count} to run, {AlreadyPresent} already present" +
             (InvalidExisting > 0 ? $", {InvalidExisting} invalid (regenerated)" : "") +
@@ -92,6 +99,9 @@ public sealed record DatagenPlan
     public static string Bytes(double b) =>
         b >= 1L << 40 ? $"{b / (1L << 40):F2} TiB" : b >= 1 << 30 ? $"{b / (1 << 30):F2} GiB" : b >= 1 << 20 ? $"{b / (1 << 20):F1} MiB" : $"{b / 1024:F1} KiB";
 }
+
+/// <summary>A row a run will generate: its index and how many tokens run (the row, or its truncated prefix).</summary>
+public readonly record struct PlannedRow(int Row, int Tokens);
 
 /// <summary>Outcome of a run.</summary>
 public sealed record DatagenSummary
@@ -156,32 +166,26 @@ public static class HiddenStateDatagen
         var range = RowRange.ForRank(target, o.WorldSize, o.Rank);
 
         // Token ids must fit the verifier's vocabulary: a mismatch means the data was prepared for another model.
-        var ids = new List<long[]>(range.Count);
-        for (int i = range.Start; i < range.End; i++)
+        // Rows are streamed (one at a time), so planning needs memory for the longest row only.
+        int stale = HiddenStateFile.DeleteStaleTemporaries(output, range.Start, range.Count);
+        var toRun = new List<PlannedRow>();
+        int present = 0, invalid = 0, tooLongSkipped = 0, truncated = 0;
+        for (int row = range.Start; row < range.End; row++)
         {
-            var row = new long[data.SeqLens[i]];
-            data.CopyInputIds(i, row);
-            foreach (long t in row)
+            var ids = new long[data.SeqLens[row]];
+            data.CopyInputIds(row, ids);
+            foreach (long t in ids)
                 if (t < 0 || t >= config.VocabSize)
                     throw new SpeculatorsException(
-                        $"{o.DataPath}: row {i} has token id {t}, outside the vocabulary [0, {config.VocabSize}) of {verifier.Name}; " +
+                        $"{o.DataPath}: row {row} has token id {t}, outside the vocabulary [0, {config.VocabSize}) of {verifier.Name}; " +
                         "the data was prepared with another tokenizer than this verifier's.");
-            ids.Add(row);
-        }
-
-        int stale = HiddenStateFile.DeleteStaleTemporaries(output, range.Start, range.Count);
-        var toRun = new List<GenerationRequest>();
-        int present = 0, invalid = 0, tooLongSkipped = 0, truncated = 0;
-        for (int k = 0; k < ids.Count; k++)
-        {
-            int row = range.Start + k;
-            var expected = spec.ExpectedTokens(ids[k]);
+            var expected = spec.ExpectedTokens(ids);
             if (expected == null)
             {
                 tooLongSkipped++;
                 continue;
             }
-            if (expected.Length < ids[k].Length) truncated++;
+            if (expected.Length < ids.Length) truncated++;
             if (expected.Length == 0) continue;
             string path = HiddenStateFile.PathFor(output, row);
             if (File.Exists(path))
@@ -195,7 +199,7 @@ public static class HiddenStateDatagen
                 invalid++;
                 Log.Warn(check.Message + " It will be regenerated.");
             }
-            toRun.Add(new GenerationRequest(row, expected));
+            toRun.Add(new PlannedRow(row, expected.Length));
         }
 
         return new DatagenPlan
@@ -204,6 +208,8 @@ public static class HiddenStateDatagen
             OutputDirectory = output,
             Spec = spec,
             Verifier = verifier,
+            ComputeDType = HiddenStates.ComputeDType.Resolve(o.DType, o.ComputeDType, o.Device ?? TorchSharp.torch.CPU),
+            Device = o.Device ?? TorchSharp.torch.CPU,
             Range = range,
             TargetRows = target,
             ToRun = toRun,
@@ -250,9 +256,8 @@ public static class HiddenStateDatagen
         if (plan.ToRun.Count == 0)
             return new DatagenSummary { Plan = plan, RowsWritten = 0, TokensWritten = 0, BytesWritten = 0, Prefills = 0, PaddedTokens = 0, Elapsed = clock.Elapsed };
 
-        var device = o.Device ?? TorchSharp.torch.CPU;
-        Log.Info($"loading the verifier from {o.ModelDirectory} ({HiddenStateSpec.DTypeName(o.DType)}, {device})");
-        using var model = CausalLM.LoadFromDirectory(o.ModelDirectory, o.DType, device);
+        Log.Info($"loading the verifier from {o.ModelDirectory} ({HiddenStateSpec.DTypeName(plan.ComputeDType)}, {plan.Device})");
+        using var model = CausalLM.LoadFromDirectory(o.ModelDirectory, plan.ComputeDType, plan.Device);
         using var generator = new HiddenStateGenerator(model, plan.Spec, o.BatchTokens);
         clock.Restart();
         var (rows, tokens, bytes) = GenerateAndWrite(plan, generator, o, cancellation);
@@ -318,8 +323,19 @@ public static class HiddenStateDatagen
         Exception? generationFailure = null, writerFailure = null;
         try
         {
-            foreach (var batch in generator.GenerateBatches(plan.ToRun, stop.Token))
+            using var data = PreparedDataset.Open(plan.DataPath);
+            var lengths = plan.ToRun.Select(r => r.Tokens).ToArray();
+            foreach (var positions in TokenBudgetBatcher.Plan(lengths, generator.BatchTokens))
             {
+                stop.Token.ThrowIfCancellationRequested();
+                var requests = positions.Select(k =>
+                {
+                    var (row, n) = plan.ToRun[k];
+                    var ids = new long[data.SeqLens[row]];
+                    data.CopyInputIds(row, ids);
+                    return new GenerationRequest(row, n == ids.Length ? ids : ids[..n]);
+                }).ToList();
+                var batch = generator.RunBatch(requests);
                 try
                 {
                     queue.Writer.WriteAsync(batch, stop.Token).AsTask().GetAwaiter().GetResult();

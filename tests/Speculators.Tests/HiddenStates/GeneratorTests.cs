@@ -101,4 +101,16 @@ public class GeneratorTests
         double perToken = 2.0 * 576;
         Assert.Equal(2 * (perToken * 10 + 2.0 * 8 * 10 * 10), HiddenStateGenerator.PrefillFlops(c, 10));
     }
+
+    [Fact]
+    public void ComputeDTypeFollowsTheRequestThenTheDevice()
+    {
+        Assert.Equal(ScalarType.Float32, ComputeDType.Resolve(ScalarType.BFloat16, ScalarType.Float32, torch.CPU));
+        Assert.Equal(ScalarType.BFloat16, ComputeDType.Resolve(ScalarType.Float32, ScalarType.BFloat16, torch.CPU));
+        Assert.Equal(ScalarType.Float32, ComputeDType.Resolve(ScalarType.Float32, null, torch.CPU));
+        Assert.Equal(ComputeDType.HasNativeBFloat16(torch.CPU) ? ScalarType.BFloat16 : ScalarType.Float32,
+            ComputeDType.Resolve(ScalarType.BFloat16, null, torch.CPU));
+        Assert.Equal(ScalarType.BFloat16, ComputeDType.Resolve(ScalarType.BFloat16, null, new Device(DeviceType.CUDA, 0)));
+        Assert.Throws<SpeculatorsException>(() => ComputeDType.Resolve(ScalarType.BFloat16, ScalarType.Float16, torch.CPU));
+    }
 }
