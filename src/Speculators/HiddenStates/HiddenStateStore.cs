@@ -100,8 +100,19 @@ public static class HiddenStateStore
         var existing = Directory.Exists(storeDirectory) ? HiddenStateStoreMetadata.Load(storeDirectory) : null;
         if (existing == null)
         {
-            HiddenStateStoreMetadata.Create(spec, verifier).Save(storeDirectory);
-            return;
+            try
+            {
+                HiddenStateStoreMetadata.Create(spec, verifier).Save(storeDirectory);
+                return;
+            }
+            catch (IOException)
+            {
+                // Another rank sharing the directory is writing the same file right now (its .tmp is locked):
+                // let it finish, then check what it wrote like any existing metadata.
+                Thread.Sleep(200);
+                existing = HiddenStateStoreMetadata.Load(storeDirectory);
+                if (existing == null) throw;
+            }
         }
         var problems = existing.Mismatches(spec, verifier);
         if (problems.Count > 0)
