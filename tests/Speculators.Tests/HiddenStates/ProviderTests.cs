@@ -195,56 +195,69 @@ public class ProviderTests
             new HiddenStateProvider(data, spec, new HiddenStateProviderOptions { OnMissing = OnMissing.Raise })).Message);
     }
 
-    /// <summary>Returns one fake sample per row after a delay, recording how many requests overlap.</summary>
-    sealed class SlowProvider : IHiddenStateProvider
+    /// <summary>Returns one fake sample per row (value = row) once the test opens the gate; counts overlapping calls.</summary>
+    sealed class GatedProvider : IHiddenStateProvider
     {
-        int _active;
+        int _active, _started;
         public int MaxActive;
-        public int Calls;
+        public int Started => Volatile.Read(ref _started);
+        public readonly SemaphoreSlim Gate = new(0);
         public HiddenStateSpec Spec { get; } = HiddenStateSpec.ForVerifier([1], 2, 4, ScalarType.Float32);
         public HiddenStateProviderStats Stats { get; } = new();
         public readonly List<HiddenStateSample> Created = new();
 
         public async ValueTask<HiddenStateSample?[]> GetAsync(IReadOnlyList<int> rowIndices, CancellationToken cancellation = default)
         {
+            Interlocked.Increment(ref _started);
             int now = Interlocked.Increment(ref _active);
             lock (Created) MaxActive = Math.Max(MaxActive, now);
-            Interlocked.Increment(ref Calls);
-            await Task.Delay(20 + 10 * (rowIndices[0] % 3), CancellationToken.None);
+            await Gate.WaitAsync(CancellationToken.None);
             Interlocked.Decrement(ref _active);
             var result = rowIndices.Select(r => (HiddenStateSample?)new HiddenStateSample(r, [r], torch.full(new long[] { 1, 2, 4 }, r, ScalarType.Float32), SampleOrigin.Generated)).ToArray();
             lock (Created) Created.AddRange(result!);
             return result;
         }
 
-        public void Dispose() { }
+        public void Dispose() => Gate.Dispose();
+    }
+
+    static List<IReadOnlyList<int>> Schedule(int batches) => Enumerable.Range(0, batches).Select(b => (IReadOnlyList<int>)new[] { 2 * b, 2 * b + 1 }).ToList();
+
+    [Fact]
+    public async Task PrefetcherKeepsAtMostMaxInFlightCallsAndDeliversInScheduleOrder()
+    {
+        using var provider = new GatedProvider();
+        await using var p = new HiddenStatePrefetcher(provider, Schedule(8), maxInFlight: 3);
+        var first = p.NextAsync();                   // starts batches 0, 1, 2 and waits for 0
+        Assert.True(SpinWait.SpinUntil(() => provider.Started == 3, TimeSpan.FromSeconds(30)));
+        Assert.Equal(2, p.InFlight);                 // 1 and 2 are queued behind the one being awaited
+        Assert.False(first.IsCompleted);
+        provider.Gate.Release(1000);                 // everything may finish now, in any order
+        for (int b = 0; b < 8; b++)
+        {
+            using var batch = b == 0 ? await first : await p.NextAsync();
+            Assert.Equal(b, batch!.Index);
+            Assert.Equal(new[] { 2 * b, 2 * b + 1 }, batch.Rows);
+            Assert.Equal(new[] { 2L * b, 2L * b + 1 }, batch.Samples.Select(s => s!.TokenIds[0]));
+            Assert.Equal(2f * b + 1, batch.Samples[1]!.Hidden[0, 0, 0].item<float>());
+            Assert.True(p.InFlight <= 3);
+        }
+        Assert.Null(await p.NextAsync());
+        Assert.InRange(provider.MaxActive, 1, 3);
+        Assert.Equal(8, provider.Started);
     }
 
     [Fact]
-    public async Task PrefetcherDeliversInOrderWithBoundedConcurrencyAndCleansUp()
+    public async Task DisposingThePrefetcherDisposesBatchesNobodyTook()
     {
-        var provider = new SlowProvider();
-        var schedule = Enumerable.Range(0, 8).Select(b => (IReadOnlyList<int>)new[] { 2 * b, 2 * b + 1 }).ToList();
-        await using (var p = new HiddenStatePrefetcher(provider, schedule, maxInFlight: 3))
+        using var provider = new GatedProvider();
+        provider.Gate.Release(1000);
+        await using (var p = new HiddenStatePrefetcher(provider, Schedule(8), maxInFlight: 3))
         {
-            for (int b = 0; b < 5; b++)
-            {
-                using var batch = await p.NextAsync();
-                Assert.Equal(b, batch!.Index);
-                Assert.Equal(new[] { 2 * b, 2 * b + 1 }, batch.Rows);
-                Assert.Equal(new[] { 2L * b, 2L * b + 1 }, batch.Samples.Select(s => s!.TokenIds[0]));
-                Assert.Equal(2f * b, batch.Samples[0]!.Hidden[0, 0, 0].item<float>());
-                Assert.True(p.InFlight <= 3);
-            }
-        } // three batches fetched ahead and never taken are disposed here
-        Assert.InRange(provider.MaxActive, 2, 3);
-        Assert.InRange(provider.Calls, 5, 8); // fetches not yet started when disposed are cancelled, not run
+            for (int b = 0; b < 3; b++)
+                using (await p.NextAsync()) { }
+        }
+        Assert.InRange(provider.Created.Count, 6, 16);
         Assert.All(provider.Created, s => Assert.True(s.Hidden.IsInvalid));
-
-        var all = new List<int>();
-        await using (var p = new HiddenStatePrefetcher(new SlowProvider(), schedule, maxInFlight: 1))
-            while (await p.NextAsync() is { } batch)
-                using (batch) all.AddRange(batch.Rows);
-        Assert.Equal(Enumerable.Range(0, 16), all);
     }
 }
