@@ -67,8 +67,8 @@ public class ProviderTests
         using var files = new HiddenStateProvider(data, spec, new HiddenStateProviderOptions { StoreDirectory = store });
         using var model = HsFixtures.LoadModel(ScalarType.Float32);
         // Another batching than datagen used (all rows in one prefill), so agreement is not a replay of the same arithmetic.
-        using var online = new HiddenStateProvider(data, spec, new HiddenStateProviderOptions { OnMissing = OnMissing.Generate },
-            new HiddenStateGenerator(model, spec, batchTokens: 1 << 20), ownsGenerator: true);
+        var generator = new HiddenStateGenerator(model, spec, batchTokens: 1 << 20);
+        using var online = new HiddenStateProvider(data, spec, new HiddenStateProviderOptions { OnMissing = OnMissing.Generate }, generator, ownsGenerator: true);
 
         var fromFiles = await files.GetAsync(AllRows);
         var generated = await online.GetAsync(AllRows);
@@ -89,6 +89,7 @@ public class ProviderTests
         }
         Assert.Equal(AllRows.Length, files.Stats.Loaded);
         Assert.Equal(AllRows.Length, online.Stats.Generated);
+        Assert.Equal(1, generator.Prefills); // the request's rows shared one padded prefill
         Assert.Equal(0, online.Stats.Cached);
         Assert.Equal(before, HsFixtures.Snapshot(dir.Path));
         Assert.Equal(dataBefore, HsFixtures.Snapshot(HsFixtures.DataDir));
