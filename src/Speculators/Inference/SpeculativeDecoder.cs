@@ -84,17 +84,19 @@ public sealed class SpeculativeDecoder
     /// </summary>
     public static void CheckPrompts(IReadOnlyList<IReadOnlyList<long>> prompts, int vocabSize, int maxContext)
     {
-        for (int i = 0; i < prompts.Count; i++)
-        {
-            var p = prompts[i];
-            if (p.Count == 0) throw new SpeculatorsException($"prompt {i} is empty (0 tokens).");
-            if (p.Count > maxContext)
-                throw new SpeculatorsException(
-                    $"prompt {i} has {p.Count} tokens, longer than the verifier's context of {maxContext} tokens (max_position_embeddings); shorten it or drop it.");
-            for (int t = 0; t < p.Count; t++)
-                if (p[t] < 0 || p[t] >= vocabSize)
-                    throw new SpeculatorsException($"prompt {i} token {t} is id {p[t]}, outside the verifier's vocabulary [0, {vocabSize}).");
-        }
+        for (int i = 0; i < prompts.Count; i++) CheckPrompt(prompts[i], vocabSize, maxContext, $"prompt {i}");
+    }
+
+    /// <summary>Checks one prompt; <paramref name="name"/> starts the message (e.g. "prompt 3" or "file.jsonl:4").</summary>
+    public static void CheckPrompt(IReadOnlyList<long> p, int vocabSize, int maxContext, string name)
+    {
+        if (p.Count == 0) throw new SpeculatorsException($"{name} is empty (0 tokens).");
+        if (p.Count > maxContext)
+            throw new SpeculatorsException(
+                $"{name} has {p.Count} tokens, longer than the verifier's context of {maxContext} tokens (max_position_embeddings); shorten it or drop it.");
+        for (int t = 0; t < p.Count; t++)
+            if (p[t] < 0 || p[t] >= vocabSize)
+                throw new SpeculatorsException($"{name} token {t} is id {p[t]}, outside the verifier's vocabulary [0, {vocabSize}).");
     }
 
     sealed class Clocks
