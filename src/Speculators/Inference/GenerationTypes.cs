@@ -32,6 +32,8 @@ public sealed record GenerationOptions
     public int BatchSize { get; init; } = 8;
     /// <summary>Context limit override (default: the verifier's <see cref="IVerifier.MaxContextLength"/>); never above it.</summary>
     public int? MaxContextLength { get; init; }
+    /// <summary>Keep every verification step of every sequence in <see cref="GenerationResult.Steps"/> (drafts, accepted count, emitted tokens).</summary>
+    public bool RecordSteps { get; init; }
 
     /// <summary>True when decoding is greedy (T below vLLM's 1e-5 epsilon).</summary>
     public bool Greedy => Temperature < 1e-5;
@@ -70,7 +72,12 @@ public sealed class GenerationResult
     public required int DecodeSteps { get; init; }
     /// <summary>Seconds from the start of its batch to its last token.</summary>
     public required double Seconds { get; init; }
+    /// <summary>With <see cref="GenerationOptions.RecordSteps"/>: each verification step after the prefill.</summary>
+    public IReadOnlyList<DecodeStep>? Steps { get; init; }
 }
+
+/// <summary>One verification step of one sequence: the drafts, how many were accepted, and the tokens the step emitted (before any stop trimmed them).</summary>
+public sealed record DecodeStep(long[] Proposed, int Accepted, long[] Emitted);
 
 /// <summary>Where the time of a <see cref="SpeculativeDecoder.Generate"/> call went.</summary>
 public sealed record GenerationTimings

@@ -118,6 +118,7 @@ public sealed class SpeculativeDecoder
         public FinishReason? Reason;
         public int Steps;
         public double Seconds;
+        public List<DecodeStep>? StepLog;
         public bool Running => Reason == null;
     }
 
@@ -135,6 +136,7 @@ public sealed class SpeculativeDecoder
                 Context = new List<long>(prompts[batch[i]]),
                 PromptLength = prompts[batch[i]].Count,
                 Rng = new Random(SequenceSeed(o.Seed, batch[i])),
+                StepLog = o.RecordSteps ? new List<DecodeStep>() : null,
             };
         var batchClock = Stopwatch.StartNew();
         using var session = _verifier.StartSession(b, layerIds);
@@ -217,6 +219,7 @@ public sealed class SpeculativeDecoder
                 s.Stats.Observe(d.Length, outcome.Accepted);
                 total.Observe(d.Length, outcome.Accepted);
                 s.Steps++;
+                s.StepLog?.Add(new DecodeStep(d, outcome.Accepted, outcome.Emitted));
                 for (int j = 0; j < outcome.Emitted.Length && s.Running; j++)
                 {
                     float gap = 0, top = 0;
@@ -245,6 +248,7 @@ public sealed class SpeculativeDecoder
                 Stats = s.Stats,
                 DecodeSteps = s.Steps,
                 Seconds = s.Seconds,
+                Steps = s.StepLog,
             };
         }
     }
