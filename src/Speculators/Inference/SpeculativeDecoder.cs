@@ -171,7 +171,7 @@ public sealed class SpeculativeDecoder
             var drafts = new long[b][];
             if (_draft != null)
             {
-                var ks = running.Select(i => Math.Min(k, maxContext - seqs[i].Context.Count)).ToArray();
+                var ks = running.Select(i => DraftsAllowed(k, maxContext, seqs[i].Context.Count)).ToArray();
                 var ask = running.Where((_, j) => ks[j] > 0).ToArray();
                 if (ask.Length > 0)
                 {
@@ -182,7 +182,7 @@ public sealed class SpeculativeDecoder
                         throw new InvalidOperationException($"draft '{_draft.Name}' returned {proposed.Length} proposals for {ask.Length} sequences.");
                     for (int j = 0; j < ask.Length; j++)
                     {
-                        int need = Math.Min(k, maxContext - seqs[ask[j]].Context.Count);
+                        int need = DraftsAllowed(k, maxContext, seqs[ask[j]].Context.Count);
                         if (proposed[j].Length < need)
                             throw new InvalidOperationException($"draft '{_draft.Name}' proposed {proposed[j].Length} tokens; {need} were asked for.");
                         drafts[ask[j]] = proposed[j].Length == need ? proposed[j] : proposed[j][..need];
@@ -252,6 +252,13 @@ public sealed class SpeculativeDecoder
             };
         }
     }
+
+    /// <summary>
+    /// Drafts a sequence of <paramref name="committed"/> tokens may verify: vLLM's scheduler feeds at most
+    /// <c>max_model_len − 1 − num_computed_tokens</c> tokens, so that even the bonus token of a fully accepted run
+    /// still fits the context; with <c>num_computed = committed − 1</c> that leaves <c>max_model_len − 1 − committed</c> drafts.
+    /// </summary>
+    internal static int DraftsAllowed(int k, int maxContext, int committed) => Math.Max(0, Math.Min(k, maxContext - 1 - committed));
 
     /// <summary>Appends one token and applies vLLM's stop rules in its order: length limits, then EOS.</summary>
     static void Append(Seq s, long token, float gap, float top, GenerationOptions o, int maxContext, Stopwatch batchClock, Progress? progress)

@@ -164,6 +164,12 @@ public class DecoderTests
         }
         // The verifier never saw a position ≥ 20 (it asserts), and the last steps carried fewer than k drafts.
         Assert.True(spec.Stats.NumDraftTokens < k * spec.Stats.NumDrafts);
+        // As vLLM: drafts ≤ context − 1 − committed, so every emitted token fits and nothing is trimmed at the limit;
+        // a sequence one token short of the limit takes a plain step without drafts.
+        Assert.Equal(spec.Results.Sum(r => r.Tokens.Length), spec.Results.Count + spec.Results.Sum(r => r.DecodeSteps) + spec.Stats.NumAcceptedTokens);
+        Assert.Equal(0, SpeculativeDecoder.DraftsAllowed(k, 20, 19));
+        Assert.Equal(2, SpeculativeDecoder.DraftsAllowed(k, 20, 17));
+        Assert.Equal(k, SpeculativeDecoder.DraftsAllowed(k, 20, 5));
         Assert.Equal(1.0, spec.Stats.DraftAcceptanceRate, 12);
     }
 
