@@ -28,7 +28,7 @@ public sealed record GenerationOptions
     public IReadOnlySet<long> EosTokenIds { get; init; } = new HashSet<long>();
     /// <summary>Generate past EOS (vLLM <c>ignore_eos</c>); the EOS tokens stay in the output.</summary>
     public bool IgnoreEos { get; init; }
-    /// <summary>Sequences decoded together (padded to one batch; the last batch may be smaller).</summary>
+    /// <summary>Rows decoded together (padded to one batch). A finished row is refilled with the next prompt once half the rows are free.</summary>
     public int BatchSize { get; init; } = 8;
     /// <summary>Context limit override (default: the verifier's <see cref="IVerifier.MaxContextLength"/>); never above it.</summary>
     public int? MaxContextLength { get; init; }
@@ -70,7 +70,7 @@ public sealed class GenerationResult
     public required SpecDecodingStats Stats { get; init; }
     /// <summary>Verifier forward passes this sequence took part in after its prefill.</summary>
     public required int DecodeSteps { get; init; }
-    /// <summary>Seconds from the start of its batch to its last token.</summary>
+    /// <summary>Seconds from its prefill to its last token.</summary>
     public required double Seconds { get; init; }
     /// <summary>With <see cref="GenerationOptions.RecordSteps"/>: each verification step after the prefill.</summary>
     public IReadOnlyList<DecodeStep>? Steps { get; init; }
@@ -92,7 +92,7 @@ public sealed record GenerationTimings
     public double DraftSeconds { get; init; }
     /// <summary>Everything else: sampling, acceptance, bookkeeping, host copies.</summary>
     public double OtherSeconds => Math.Max(0, TotalSeconds - PrefillSeconds - VerifySeconds - DraftSeconds);
-    /// <summary>Verifier forwards after prefill (one per decode step per batch).</summary>
+    /// <summary>Verifier forwards after prefill (one per decode step of the row pool).</summary>
     public long DecodeSteps { get; init; }
     /// <summary>Draft forward passes (as the draft counts them).</summary>
     public long DraftForwardPasses { get; init; }

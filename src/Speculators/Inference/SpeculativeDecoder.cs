@@ -17,7 +17,8 @@ namespace Speculators.Inference;
 /// discarded, while the counters include them (vLLM's scheduler counts before it trims).</item>
 /// </list>
 /// Without a draft the same loop is plain greedy/sampled decoding (one token per step). Sequences of different lengths share
-/// a batch: each keeps its own cache length, finished ones sit out as empty rows.
+/// a batch of rows, each with its own cache length; a finished row sits out as an empty row until at least half the rows are
+/// free, then the free rows are refilled with the next prompts in one prefill (continuous batching).
 /// </summary>
 public sealed class SpeculativeDecoder
 {
@@ -39,7 +40,7 @@ public sealed class SpeculativeDecoder
     public static GenerationRun GeneratePlain(IVerifier verifier, IReadOnlyList<IReadOnlyList<long>> prompts, GenerationOptions options, Progress? progress = null) =>
         new SpeculativeDecoder(verifier).Generate(prompts, options, progress);
 
-    /// <summary>Generates a completion for every prompt (token ids), <see cref="GenerationOptions.BatchSize"/> at a time.</summary>
+    /// <summary>Generates a completion for every prompt (token ids) in <see cref="GenerationOptions.BatchSize"/> rows (refilled as sequences finish).</summary>
     /// <param name="progress">advanced by the number of generated tokens, if given</param>
     public GenerationRun Generate(IReadOnlyList<IReadOnlyList<long>> prompts, GenerationOptions options, Progress? progress = null)
     {
@@ -53,12 +54,7 @@ public sealed class SpeculativeDecoder
         var clock = new Clocks();
         long draftPassesBefore = _draft?.ForwardPasses ?? 0;
         var wall = Stopwatch.StartNew();
-        for (int start = 0; start < prompts.Count; start += options.BatchSize)
-        {
-            int count = Math.Min(options.BatchSize, prompts.Count - start);
-            var batch = Enumerable.Range(start, count).ToArray();
-            RunBatch(prompts, batch, options, k, maxContext, results, total, clock, progress);
-        }
+        if (prompts.Count > 0) RunPool(prompts, options, k, maxContext, results, total, clock, progress);
         wall.Stop();
         return new GenerationRun
         {
@@ -117,61 +113,106 @@ public sealed class SpeculativeDecoder
         public readonly SpecDecodingStats Stats = new();
         public FinishReason? Reason;
         public int Steps;
+        public double Started;
         public double Seconds;
         public List<DecodeStep>? StepLog;
         public bool Running => Reason == null;
     }
 
-    void RunBatch(IReadOnlyList<IReadOnlyList<long>> prompts, int[] batch, GenerationOptions o, int k, int maxContext,
+    /// <summary>
+    /// Decodes all prompts through <see cref="GenerationOptions.BatchSize"/> rows: rows whose sequence finished are refilled
+    /// with the next prompts (their cache and draft state restart at position 0) once at least half the rows are free or none
+    /// is running, so one long answer does not hold a whole batch and refill prefills are shared.
+    /// </summary>
+    void RunPool(IReadOnlyList<IReadOnlyList<long>> prompts, GenerationOptions o, int k, int maxContext,
         GenerationResult[] results, SpecDecodingStats total, Clocks clock, Progress? progress)
     {
-        int b = batch.Length;
+        int b = Math.Min(o.BatchSize, prompts.Count);
+        int refillAt = Math.Max(1, b / 2);
         var device = _verifier.Device;
         var layerIds = _draft?.VerifierLayerIds ?? [];
-        var seqs = new Seq[b];
-        for (int i = 0; i < b; i++)
-            seqs[i] = new Seq
-            {
-                Index = batch[i],
-                Context = new List<long>(prompts[batch[i]]),
-                PromptLength = prompts[batch[i]].Count,
-                Rng = new Random(SequenceSeed(o.Seed, batch[i])),
-                StepLog = o.RecordSteps ? new List<DecodeStep>() : null,
-            };
-        var batchClock = Stopwatch.StartNew();
+        var queue = new Queue<int>(Enumerable.Range(0, prompts.Count));
+        var seqs = new Seq?[b];
+        var poolClock = Stopwatch.StartNew();
         using var session = _verifier.StartSession(b, layerIds);
         _draft?.Start(b);
 
-        // Prefill: the whole prompt, logits at its last token.
-        using (var scope = NewDisposeScope())
+        void Finish(int row)
         {
+            var s = seqs[row]!;
+            results[s.Index] = new GenerationResult
+            {
+                Index = s.Index,
+                PromptLength = s.PromptLength,
+                Tokens = s.Output.ToArray(),
+                FinishReason = s.Reason!.Value,
+                TopLogitGaps = o.Greedy ? s.Gaps.ToArray() : null,
+                TopLogits = o.Greedy ? s.Tops.ToArray() : null,
+                Stats = s.Stats,
+                DecodeSteps = s.Steps,
+                Seconds = s.Seconds - s.Started,
+                Steps = s.StepLog,
+            };
+            seqs[row] = null;
+        }
+
+        // Prefill of the free rows: the whole prompt, logits at its last token; the draft observes the prompt.
+        void Refill()
+        {
+            using var scope = NewDisposeScope();
+            var rows = Enumerable.Range(0, b).Where(i => seqs[i] == null).Take(queue.Count).ToArray();
+            var lengths = session.Lengths.ToArray();
+            var tokens = new IReadOnlyList<long>[b];
+            for (int i = 0; i < b; i++) tokens[i] = Array.Empty<long>();
+            foreach (int i in rows)
+            {
+                int index = queue.Dequeue();
+                seqs[i] = new Seq
+                {
+                    Index = index,
+                    Context = new List<long>(prompts[index]),
+                    PromptLength = prompts[index].Count,
+                    Rng = new Random(SequenceSeed(o.Seed, index)),
+                    StepLog = o.RecordSteps ? new List<DecodeStep>() : null,
+                    Started = poolClock.Elapsed.TotalSeconds,
+                };
+                lengths[i] = 0;
+                tokens[i] = prompts[index];
+            }
+            session.Truncate(lengths);
             var sw = Stopwatch.StartNew();
-            using var step = session.Extend(seqs.Select(s => (IReadOnlyList<long>)s.Context.ToArray()).ToArray(), lastOnly: true);
+            using var step = session.Extend(tokens, lastOnly: true);
             Sync(device);
             clock.Prefill += sw.Elapsed.TotalSeconds;
             var dist = Distributions.From(step.Logits, o);
             var observations = new List<DraftObservation>();
-            for (int i = 0; i < b; i++)
+            foreach (int i in rows)
             {
-                var s = seqs[i];
+                var s = seqs[i]!;
                 long token = dist.Pick(i, 0, s.Rng, out float gap, out float top);
-                Append(s, token, gap, top, o, maxContext, batchClock, progress);
+                Append(s, token, gap, top, o, maxContext, poolClock, progress);
                 if (_draft != null && s.Running)
                     observations.Add(new DraftObservation(i, 0, s.Context.Skip(1).ToArray(),
                         step.AuxHidden?[i].narrow(0, 0, s.PromptLength), s.Context.ToArray()));
             }
             if (_draft != null && observations.Count > 0) TimeDraft(clock, device, () => _draft.Observe(observations));
+            foreach (int i in rows)
+                if (!seqs[i]!.Running) Finish(i);
         }
 
+        bool AnyRunning() => seqs.Any(s => s != null);
+        while (queue.Count > 0 && (!AnyRunning() || seqs.Count(s => s == null) >= refillAt))
+            Refill();
+
         var empty = Array.Empty<long>();
-        while (seqs.Any(s => s.Running))
+        while (AnyRunning())
         {
             using var scope = NewDisposeScope();
-            var running = Enumerable.Range(0, b).Where(i => seqs[i].Running).ToArray();
+            var running = Enumerable.Range(0, b).Where(i => seqs[i] != null).ToArray();
             var drafts = new long[b][];
             if (_draft != null)
             {
-                var ks = running.Select(i => DraftsAllowed(k, maxContext, seqs[i].Context.Count)).ToArray();
+                var ks = running.Select(i => DraftsAllowed(k, maxContext, seqs[i]!.Context.Count)).ToArray();
                 var ask = running.Where((_, j) => ks[j] > 0).ToArray();
                 if (ask.Length > 0)
                 {
@@ -182,7 +223,7 @@ public sealed class SpeculativeDecoder
                         throw new InvalidOperationException($"draft '{_draft.Name}' returned {proposed.Length} proposals for {ask.Length} sequences.");
                     for (int j = 0; j < ask.Length; j++)
                     {
-                        int need = DraftsAllowed(k, maxContext, seqs[ask[j]].Context.Count);
+                        int need = DraftsAllowed(k, maxContext, seqs[ask[j]]!.Context.Count);
                         if (proposed[j].Length < need)
                             throw new InvalidOperationException($"draft '{_draft.Name}' proposed {proposed[j].Length} tokens; {need} were asked for.");
                         drafts[ask[j]] = proposed[j].Length == need ? proposed[j] : proposed[j][..need];
@@ -193,14 +234,15 @@ public sealed class SpeculativeDecoder
             var tokens = new IReadOnlyList<long>[b];
             for (int i = 0; i < b; i++)
             {
-                if (!seqs[i].Running) { tokens[i] = empty; continue; }
+                var seq = seqs[i];
+                if (seq == null) { tokens[i] = empty; continue; }
                 var d = drafts[i] ?? empty;
                 var row = new long[1 + d.Length];
-                row[0] = seqs[i].Context[^1];
+                row[0] = seq.Context[^1];
                 d.CopyTo(row, 1);
                 tokens[i] = row;
-                if (prevLen[i] != seqs[i].Context.Count - 1)
-                    throw new InvalidOperationException($"sequence {seqs[i].Index}: the verifier cache holds {prevLen[i]} tokens, expected {seqs[i].Context.Count - 1}.");
+                if (prevLen[i] != seq.Context.Count - 1)
+                    throw new InvalidOperationException($"sequence {seq.Index}: the verifier cache holds {prevLen[i]} tokens, expected {seq.Context.Count - 1}.");
             }
 
             var sw = Stopwatch.StartNew();
@@ -213,7 +255,7 @@ public sealed class SpeculativeDecoder
             var observations = new List<DraftObservation>();
             foreach (int i in running)
             {
-                var s = seqs[i];
+                var s = seqs[i]!;
                 var d = drafts[i] ?? empty;
                 var outcome = dist.Verify(i, d, s.Rng);
                 s.Stats.Observe(d.Length, outcome.Accepted);
@@ -224,7 +266,7 @@ public sealed class SpeculativeDecoder
                 {
                     float gap = 0, top = 0;
                     dist.Gap(i, j, out gap, out top);
-                    Append(s, outcome.Emitted[j], gap, top, o, maxContext, batchClock, progress);
+                    Append(s, outcome.Emitted[j], gap, top, o, maxContext, poolClock, progress);
                 }
                 newLen[i] = prevLen[i] + 1 + outcome.Accepted;
                 if (_draft != null && s.Running)
@@ -233,24 +275,12 @@ public sealed class SpeculativeDecoder
             }
             session.Truncate(newLen);
             if (_draft != null && observations.Count > 0) TimeDraft(clock, device, () => _draft.Observe(observations));
+            foreach (int i in running)
+                if (!seqs[i]!.Running) Finish(i);
+            while (queue.Count > 0 && (!AnyRunning() || seqs.Count(x => x == null) >= refillAt))
+                Refill();
         }
 
-        foreach (var s in seqs)
-        {
-            results[s.Index] = new GenerationResult
-            {
-                Index = s.Index,
-                PromptLength = s.PromptLength,
-                Tokens = s.Output.ToArray(),
-                FinishReason = s.Reason!.Value,
-                TopLogitGaps = o.Greedy ? s.Gaps.ToArray() : null,
-                TopLogits = o.Greedy ? s.Tops.ToArray() : null,
-                Stats = s.Stats,
-                DecodeSteps = s.Steps,
-                Seconds = s.Seconds,
-                Steps = s.StepLog,
-            };
-        }
     }
 
     /// <summary>
@@ -261,7 +291,7 @@ public sealed class SpeculativeDecoder
     internal static int DraftsAllowed(int k, int maxContext, int committed) => Math.Max(0, Math.Min(k, maxContext - 1 - committed));
 
     /// <summary>Appends one token and applies vLLM's stop rules in its order: length limits, then EOS.</summary>
-    static void Append(Seq s, long token, float gap, float top, GenerationOptions o, int maxContext, Stopwatch batchClock, Progress? progress)
+    static void Append(Seq s, long token, float gap, float top, GenerationOptions o, int maxContext, Stopwatch clock, Progress? progress)
     {
         s.Output.Add(token);
         s.Context.Add(token);
@@ -271,7 +301,7 @@ public sealed class SpeculativeDecoder
         if (s.Output.Count >= o.MaxNewTokens) s.Reason = FinishReason.Length;
         else if (s.Context.Count >= maxContext) s.Reason = FinishReason.ContextLength;
         else if (!o.IgnoreEos && o.EosTokenIds.Contains(token)) s.Reason = FinishReason.Stop;
-        if (s.Reason != null) s.Seconds = batchClock.Elapsed.TotalSeconds;
+        if (s.Reason != null) s.Seconds = clock.Elapsed.TotalSeconds;
     }
 
     void TimeDraft(Clocks clock, Device device, Action action)

@@ -190,11 +190,14 @@ public class DecoderTests
                 using var d = withDraft ? new OracleDraft(references, v.VocabSize) : null;
                 return new SpeculativeDecoder(v, d).Generate(Prompts, o with { BatchSize = batch });
             }
-            var batched = Run(Prompts.Length);
             var single = Run(1);
-            for (int i = 0; i < Prompts.Length; i++)
-                Assert.Equal(single.Results[i].Tokens, batched.Results[i].Tokens);
-            Assert.Equal(single.Stats.NumAcceptedTokens, batched.Stats.NumAcceptedTokens);
+            foreach (int batch in new[] { Prompts.Length, 2, 3 }) // 2 and 3 rows: finished rows are refilled with later prompts
+            {
+                var batched = Run(batch);
+                for (int i = 0; i < Prompts.Length; i++)
+                    Assert.Equal(single.Results[i].Tokens, batched.Results[i].Tokens);
+                Assert.Equal(single.Stats.NumAcceptedTokens, batched.Stats.NumAcceptedTokens);
+            }
         }
         // Greedy with a draft: outputs are draft-independent, so batched must equal single even with different drafts.
         var g = new GenerationOptions { MaxNewTokens = 25, EosTokenIds = eos, NumSpeculativeTokens = 3 };
@@ -204,7 +207,22 @@ public class DecoderTests
         var b = new SpeculativeDecoder(v, d2).Generate(Prompts, g with { BatchSize = 1 });
         for (int i = 0; i < Prompts.Length; i++) Assert.Equal(b.Results[i].Tokens, a.Results[i].Tokens);
         // Rows of different lengths shared a forward, and finished rows sat out with 0 tokens.
-        Assert.Contains(v.ExtendCalls, c => c.Distinct().Count() > 1 && c.Contains(0));
+        Assert.Contains(v.ExtendCalls, c => c.Counts.Distinct().Count() > 1 && c.Counts.Contains(0));
+    }
+
+    [Fact]
+    public void FinishedRowsAreRefilledWhileOthersKeepDecoding()
+    {
+        var v = new ToyVerifier(24);
+        var o = new GenerationOptions { MaxNewTokens = 12, EosTokenIds = new HashSet<long> { 1 }, BatchSize = 2 };
+        var run = SpeculativeDecoder.GeneratePlain(v, Prompts, o);
+        var prefills = v.ExtendCalls.Select((c, i) => (c, i)).Where(x => x.c.LastOnly).ToList();
+        Assert.True(prefills.Count >= 3, $"{prefills.Count} prefills");
+        // Some refill prefilled one row while the other was mid-answer, and the next step decoded both.
+        Assert.Contains(prefills, p => p.c.Counts.Length == 2 && p.c.Counts.Count(n => n > 0) == 1 && p.i + 1 < v.ExtendCalls.Count
+            && !v.ExtendCalls[p.i + 1].LastOnly && v.ExtendCalls[p.i + 1].Counts.All(n => n > 0));
+        for (int i = 0; i < Prompts.Length; i++) Assert.Equal(v.GreedyReference(Prompts[i], 12, 1), run.Results[i].Tokens);
+        Assert.All(run.Results, r => Assert.InRange(r.Seconds, 0, run.Timings.TotalSeconds));
     }
 
     [Fact]

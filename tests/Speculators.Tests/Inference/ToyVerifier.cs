@@ -23,8 +23,8 @@ public sealed class ToyVerifier : IVerifier
     public long Salt { get; init; }
     /// <summary>When set: logits[v] = log Markov[prev][v] (prev = the token at the position).</summary>
     public double[][]? Markov { get; init; }
-    /// <summary>Every Extend: the token counts per row.</summary>
-    public List<int[]> ExtendCalls { get; } = new();
+    /// <summary>Every Extend, in order: the token counts per row and whether only the last logits were asked for (a prefill).</summary>
+    public List<(int[] Counts, bool LastOnly)> ExtendCalls { get; } = new();
 
     public ToyVerifier(int vocabSize, int maxContext = 512)
     {
@@ -105,7 +105,7 @@ public sealed class ToyVerifier : IVerifier
         {
             Assert.Equal(BatchSize, tokens.Count);
             var counts = tokens.Select(t => t.Count).ToArray();
-            _m.ExtendCalls.Add(counts);
+            _m.ExtendCalls.Add((counts, lastOnly));
             int T = Math.Max(1, counts.Max());
             int outT = lastOnly ? 1 : T;
             int v = _m.VocabSize, a = Math.Max(1, _aux) * _m.HiddenSize;
