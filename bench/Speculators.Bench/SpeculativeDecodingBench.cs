@@ -54,7 +54,7 @@ public sealed class SpeculativeDecodingBench : IBenchmark
         {
             Speculator = ckpt,
             Verifier = Arg(args, "--verifier", "") is { Length: > 0 } v ? v : null,
-            Prompts = Arg(args, "--prompts", ""),
+            Prompts = Arg(args, "--prompts", "") is { Length: > 0 } pf ? pf : throw new SpeculatorsException("--speculator needs --prompts FILE."),
             MaxNewTokens = IntArg(args, "--max-new-tokens", 128),
             Limit = Arg(args, "--limit", "") is { Length: > 0 } l ? int.Parse(l, CultureInfo.InvariantCulture) : null,
             NumSpeculativeTokens = Arg(args, "--k", "") is { Length: > 0 } k ? int.Parse(k, CultureInfo.InvariantCulture) : null,

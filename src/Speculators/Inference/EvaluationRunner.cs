@@ -16,8 +16,10 @@ public sealed record EvaluationRequest
     public required string Speculator { get; init; }
     /// <summary>Verifier override; default: the checkpoint's <c>speculators_config.verifier.name_or_path</c> (relative paths against the current directory, as vLLM).</summary>
     public string? Verifier { get; init; }
-    /// <summary>Prompt file (see <see cref="PromptFile"/>).</summary>
-    public required string Prompts { get; init; }
+    /// <summary>Prompt file (see <see cref="PromptFile"/>); or give <see cref="PromptList"/>.</summary>
+    public string? Prompts { get; init; }
+    /// <summary>Prompts given directly (instead of <see cref="Prompts"/>).</summary>
+    public IReadOnlyList<PromptSpec>? PromptList { get; init; }
     /// <summary>k; default: the checkpoint's <c>speculative_tokens</c>.</summary>
     public int? NumSpeculativeTokens { get; init; }
     public int MaxNewTokens { get; init; } = 256;
@@ -42,6 +44,24 @@ public sealed record EvaluationRequest
 /// <summary>A finished evaluation with its JSON report.</summary>
 public sealed record EvaluationOutcome(EvaluationResult Result, JsonObject Report, string SpeculatorDirectory, string VerifierDirectory);
 
+/// <summary>A loaded verifier and draft (see <see cref="EvaluationRunner.LoadPair"/>); disposing frees both.</summary>
+public sealed class LoadedPair : IDisposable
+{
+    public required CausalLmVerifier Verifier { get; init; }
+    public required IDraftProposer Draft { get; init; }
+    public required string SpeculatorDirectory { get; init; }
+    public required string VerifierDirectory { get; init; }
+    /// <summary><c>speculators_model_type</c> of the checkpoint.</summary>
+    public required string ModelType { get; init; }
+    public required SpeculatorModelConfig Config { get; init; }
+
+    public void Dispose()
+    {
+        Draft.Dispose();
+        Verifier.Dispose();
+    }
+}
+
 /// <summary>
 /// <c>speculators evaluate</c> as a library call: resolves and checks the checkpoint and verifier (vLLM's loader rules and
 /// the fit of hidden size / vocabulary / layer count, before anything is decoded), loads both, reads the prompts (too long
@@ -56,36 +76,18 @@ public static class EvaluationRunner
         if (req.NumSpeculativeTokens is int kk && kk < 1) throw new SpeculatorsException($"--num-speculative-tokens must be ≥ 1; got {kk}.");
         if (req.Temperature < 0 || double.IsNaN(req.Temperature)) throw new SpeculatorsException($"--temperature must be ≥ 0; got {req.Temperature}.");
         var device = Devices.Parse(req.Device);
-
-        string specDir = ModelLocator.Resolve(req.Speculator);
-        string type = SpeculatorsCheckpoint.DetectModelType(specDir)
-            ?? throw new SpeculatorsException($"--speculator {req.Speculator}: {specDir} is not a speculator checkpoint (its config.json has no speculators_model_type).");
-        var cfg = SpeculatorModelConfig.Load(specDir);
-        string? verifierSpec = req.Verifier ?? cfg.SpeculatorsConfig.Verifier.NameOrPath;
-        if (string.IsNullOrWhiteSpace(verifierSpec))
-            throw new SpeculatorsException($"{Path.Combine(specDir, "config.json")}: speculators_config.verifier.name_or_path is missing; pass --verifier.");
-        string verifierDir;
-        try
-        {
-            verifierDir = ModelLocator.Resolve(verifierSpec);
-        }
-        catch (SpeculatorsException e) when (req.Verifier == null)
-        {
-            throw new SpeculatorsException(
-                $"the checkpoint's verifier '{verifierSpec}' (speculators_config.verifier.name_or_path; a relative path is taken from the current directory, as vLLM does) " +
-                $"cannot be resolved: {e.Message} Pass --verifier.", e);
-        }
-
+        if ((req.Prompts == null) == (req.PromptList == null))
+            throw new SpeculatorsException("give either a prompt file (--prompts) or a prompt list, not both and not neither.");
+        var (specDir, verifierDir, type, cfg) = Resolve(req.Speculator, req.Verifier);
         CheckCheckpoint(specDir, verifierDir);
 
-        var prompts = PromptFile.Load(req.Prompts);
+        var prompts = req.PromptList ?? PromptFile.Load(req.Prompts!);
         if (req.Limit is int limit) prompts = prompts.Take(Math.Max(1, limit)).ToList();
         IPromptRenderer? renderer = prompts.Any(p => p.NeedsChatTemplate) ? ChatPromptRenderer.FromModelDirectory(verifierDir, req.ChatTemplateKwargs) : null;
 
-        Log.Info($"loading verifier {verifierDir} ({req.VerifierDtype}, {device})");
-        using var verifier = CausalLmVerifier.Load(verifierDir, req.VerifierDtype, device);
-        Log.Info($"loading speculator {specDir} ({type})");
-        using var draft = LoadDraft(type, specDir, verifier.Model, req.DraftDtype ?? req.VerifierDtype, device);
+        using var pair = Load(specDir, verifierDir, type, cfg, req.VerifierDtype, req.DraftDtype, device);
+        var verifier = pair.Verifier;
+        var draft = pair.Draft;
         int k = req.NumSpeculativeTokens ?? draft.DefaultNumSpeculativeTokens ?? 3;
         if (req.VerifierDtype != ScalarType.Float32 && req.Temperature < 1e-5)
             Log.Warn($"the verifier runs in {req.VerifierDtype}: the lossless check is defined for float32 (rounding can flip argmaxes between the two decodes).");
@@ -124,7 +126,7 @@ public static class EvaluationRunner
             Command = req.Command,
             SpeculatorPath = specDir,
             VerifierPath = verifierDir,
-            PromptsPath = Path.GetFullPath(req.Prompts),
+            PromptsPath = req.Prompts == null ? null : Path.GetFullPath(req.Prompts),
             Device = device.ToString(),
             MaxNewTokens = req.MaxNewTokens,
             Seed = req.Seed,
@@ -136,6 +138,60 @@ public static class EvaluationRunner
         report["verifier"] = verifier.Description;
         report["verifier_dtype"] = req.VerifierDtype.ToString().ToLowerInvariant();
         return new EvaluationOutcome(result, report, specDir, verifierDir);
+    }
+
+    /// <summary>
+    /// Resolves a speculator checkpoint (directory or HF id) and its verifier: <paramref name="verifier"/> when given, else the
+    /// checkpoint's <c>speculators_config.verifier.name_or_path</c> (a relative path from the current directory, as vLLM does).
+    /// </summary>
+    public static (string SpeculatorDirectory, string VerifierDirectory, string ModelType, SpeculatorModelConfig Config) Resolve(string speculator, string? verifier)
+    {
+        string specDir = ModelLocator.Resolve(speculator);
+        string type = SpeculatorsCheckpoint.DetectModelType(specDir)
+            ?? throw new SpeculatorsException($"--speculator {speculator}: {specDir} is not a speculator checkpoint (its config.json has no speculators_model_type).");
+        var cfg = SpeculatorModelConfig.Load(specDir);
+        string? verifierSpec = verifier ?? cfg.SpeculatorsConfig.Verifier.NameOrPath;
+        if (string.IsNullOrWhiteSpace(verifierSpec))
+            throw new SpeculatorsException($"{Path.Combine(specDir, "config.json")}: speculators_config.verifier.name_or_path is missing; pass --verifier.");
+        try
+        {
+            return (specDir, ModelLocator.Resolve(verifierSpec), type, cfg);
+        }
+        catch (SpeculatorsException e) when (verifier == null)
+        {
+            throw new SpeculatorsException(
+                $"the checkpoint's verifier '{verifierSpec}' (speculators_config.verifier.name_or_path; a relative path is taken from the current directory, as vLLM does) " +
+                $"cannot be resolved: {e.Message} Pass --verifier.", e);
+        }
+    }
+
+    /// <summary>
+    /// Resolves, checks (<see cref="CheckCheckpoint"/>) and loads a speculator and its verifier, ready for
+    /// <see cref="SpeculativeDecoder"/> or <see cref="SpeculativeEvaluation"/>.
+    /// </summary>
+    /// <param name="draftDtype">default: <paramref name="verifierDtype"/></param>
+    public static LoadedPair LoadPair(string speculator, string? verifier, ScalarType verifierDtype, ScalarType? draftDtype, Device device)
+    {
+        var (specDir, verifierDir, type, cfg) = Resolve(speculator, verifier);
+        CheckCheckpoint(specDir, verifierDir);
+        return Load(specDir, verifierDir, type, cfg, verifierDtype, draftDtype, device);
+    }
+
+    static LoadedPair Load(string specDir, string verifierDir, string type, SpeculatorModelConfig cfg, ScalarType verifierDtype, ScalarType? draftDtype, Device device)
+    {
+        Log.Info($"loading verifier {verifierDir} ({verifierDtype}, {device})");
+        var v = CausalLmVerifier.Load(verifierDir, verifierDtype, device);
+        try
+        {
+            Log.Info($"loading speculator {specDir} ({type})");
+            var d = LoadDraft(type, specDir, v.Model, draftDtype ?? verifierDtype, device);
+            return new LoadedPair { Verifier = v, Draft = d, SpeculatorDirectory = specDir, VerifierDirectory = verifierDir, ModelType = type, Config = cfg };
+        }
+        catch
+        {
+            v.Dispose();
+            throw;
+        }
     }
 
     /// <summary>

@@ -29,6 +29,18 @@ public sealed record PromptSpec(string Location, PromptKind Kind, long[]? InputI
 
     /// <summary>True when the prompt needs the verifier's tokenizer and chat template.</summary>
     public bool NeedsChatTemplate => Kind != PromptKind.TokenIds;
+
+    /// <summary>A prompt given as token ids.</summary>
+    public static PromptSpec FromTokens(IEnumerable<long> ids, string location = "prompt") =>
+        new(location, PromptKind.TokenIds, ids.ToArray(), null, null, null);
+
+    /// <summary>A prompt given as user turns (MT-bench style).</summary>
+    public static PromptSpec FromTurns(IEnumerable<string> turns, string location = "prompt") =>
+        new(location, PromptKind.Turns, null, turns.ToList(), null, null);
+
+    /// <summary>A prompt given as chat messages (<c>role</c>/<c>content</c>), answered after the last one.</summary>
+    public static PromptSpec FromMessages(JsonArray messages, JsonArray? tools = null, string location = "prompt") =>
+        new(location, PromptKind.Messages, null, null, (JsonArray)messages.DeepClone(), (JsonArray?)tools?.DeepClone());
 }
 
 /// <summary>

@@ -72,6 +72,35 @@ public class EvaluateCommandTests
     }
 
     [Fact]
+    public void LibraryCallsWithAPromptList()
+    {
+        using var dir = new TempDir();
+        var (v, ckpt) = Setup(dir);
+        using (var pair = Speculators.Inference.EvaluationRunner.LoadPair(ckpt, v, TorchSharp.torch.ScalarType.Float32, null, torch.CPU))
+        {
+            Assert.Equal("eagle3", pair.ModelType);
+            Assert.Equal(2, pair.Draft.DefaultNumSpeculativeTokens);
+            Assert.Equal(Path.GetFullPath(v), pair.VerifierDirectory);
+        }
+        var outcome = Speculators.Inference.EvaluationRunner.Run(new Speculators.Inference.EvaluationRequest
+        {
+            Speculator = ckpt,
+            Verifier = v,
+            PromptList =
+            [
+                Speculators.Inference.PromptSpec.FromTokens([5, 6, 7]),
+                Speculators.Inference.PromptSpec.FromMessages(new JsonArray(new JsonObject { ["role"] = "user", ["content"] = "Hello" })),
+            ],
+            MaxNewTokens = 5,
+            NumSpeculativeTokens = 3,
+        });
+        Assert.Equal(2, outcome.Result.Pairs.Count);
+        Assert.True(outcome.Result.Lossless!.Lossless);
+        Assert.Equal(3, outcome.Report["num_speculative_tokens"]!.GetValue<int>());
+        Assert.Null(outcome.Report["prompts_path"]);
+    }
+
+    [Fact]
     public void BadInputIsReportedBeforeDecoding()
     {
         using var dir = new TempDir();
