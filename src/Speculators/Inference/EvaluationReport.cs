@@ -97,5 +97,10 @@ public static class EvaluationReport
 
     /// <summary>Writes the report atomically (indented JSON).</summary>
     public static void Save(string path, JsonObject report) =>
-        AtomicFile.WriteAllText(path, report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        AtomicFile.WriteAllText(path, report.ToJsonString(new JsonSerializerOptions
+        {
+            WriteIndented = true,
+            // Readable text (apostrophes, ≤, ·) instead of \uXXXX escapes; the file is not embedded in HTML.
+            Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+        }) + "\n");
 }
