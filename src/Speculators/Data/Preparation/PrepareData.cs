@@ -41,7 +41,7 @@ public static class PrepareData
         string modelDir = options.Hub != null ? ModelLocator.Resolve(options.Model, options.Hub) : ModelLocator.Resolve(options.Model);
         Log.Info($"model: {modelDir}");
         int? targetVocab = File.Exists(Path.Combine(modelDir, "config.json")) ? VocabMapping.ReadTargetVocabSize(modelDir) : null;
-        var masker = MaskerHolder.Create(modelDir, options);
+        var masker = new MaskerHolder(modelDir, options);
 
         var ctx = new RunContext(options, masker, new Normalizer(options.Strict), targetVocab, workers);
         var inputs = new List<PrepareDataInputSummary>();
@@ -434,37 +434,35 @@ public static class PrepareData
     sealed record RunContext(PrepareDataOptions Options, MaskerHolder Masker, Normalizer Normalizer, int? TargetVocab, int Workers);
 
     /// <summary>
-    /// The tokenizer, chat template and mask strategy, set up once before any record is read. When that fails
-    /// (e.g. the model has no chat template) the error is raised only if a conversation needs it, so
-    /// pre-tokenized inputs still pass through.
+    /// The tokenizer, chat template and mask strategy, set up once, when the first conversation needs them (inputs of
+    /// pre-tokenized rows need none, so a model without a chat template still passes them through). A setup error is
+    /// raised for every conversation, i.e. it stops the run.
     /// </summary>
-    sealed class MaskerHolder
+    sealed class MaskerHolder(string modelDir, PrepareDataOptions o)
     {
-        public LossMasker? Masker { get; private init; }
-        SpeculatorsException? _error;
+        readonly Lazy<LossMasker> _masker = new(() => Build(modelDir, o), LazyThreadSafetyMode.ExecutionAndPublication);
 
-        public LossMasker Get() => Masker ?? throw new SpeculatorsException(_error!.Message, _error);
+        public LossMasker? Masker => _masker.IsValueCreated ? _masker.Value : null;
 
-        public static MaskerHolder Create(string modelDir, PrepareDataOptions o)
+        public LossMasker Get()
         {
-            try
+            try { return _masker.Value; }
+            catch (SpeculatorsException e) { throw new SpeculatorsException(e.Message, e); }
+        }
+
+        static LossMasker Build(string modelDir, PrepareDataOptions o)
+        {
+            var tokenizer = o.Tokenizer ?? HfTokenizer.Load(modelDir);
+            var template = LoadTemplate(modelDir, tokenizer, o);
+            Log.Info($"chat template: {template.SourceName}");
+            var masker = LossMasker.Create(template, tokenizer, new LossMaskOptions
             {
-                var tokenizer = HfTokenizer.Load(modelDir);
-                var template = LoadTemplate(modelDir, tokenizer, o);
-                Log.Info($"chat template: {template.SourceName}");
-                var masker = LossMasker.Create(template, tokenizer, new LossMaskOptions
-                {
-                    Strategy = o.MaskStrategy,
-                    AssistantPattern = o.AssistantPattern,
-                    TemplateKwargs = o.TemplateKwargs,
-                });
-                Log.Info($"mask strategy: {masker.Description}");
-                return new MaskerHolder { Masker = masker };
-            }
-            catch (SpeculatorsException e)
-            {
-                return new MaskerHolder { _error = e };
-            }
+                Strategy = o.MaskStrategy,
+                AssistantPattern = o.AssistantPattern,
+                TemplateKwargs = o.TemplateKwargs,
+            });
+            Log.Info($"mask strategy: {masker.Description}");
+            return masker;
         }
     }
 

@@ -37,6 +37,8 @@ public sealed record PrepareDataOptions
     public bool Strict { get; init; }
     /// <summary>Extra chat-template variables, e.g. <c>{"enable_thinking": false}</c>.</summary>
     public JsonObject? TemplateKwargs { get; init; }
+    /// <summary>The model's tokenizer when the caller has it loaded already (loading a large tokenizer.json takes seconds); null = load it.</summary>
+    public HfTokenizer? Tokenizer { get; init; }
     /// <summary>Hub client for model/dataset ids (default: from the environment).</summary>
     public HubClient? Hub { get; init; }
 }
