@@ -150,7 +150,41 @@ public sealed class AssistantPattern
     }
 
     /// <summary>Group-1 spans [start, end) in UTF-16 units of every match in <paramref name="text"/>.</summary>
-    public List<(int Start, int End)> Spans(string text, string where)
+    public List<(int Start, int End)> Spans(string text, string where) =>
+        Detected && RoleMarker!.Length > 0 ? LiteralSpans(text) : RegexSpans(text, where);
+
+    /// <summary>
+    /// What <see cref="Regex"/> finds for a detected pattern <c>marker((?:(?!boundary).)*?)suffix</c>, by ordinal searches
+    /// (several times faster): from each occurrence of the marker (left to right, after the previous match), the lazy group
+    /// ends at the first position where the suffix starts, unless the boundary starts earlier (the suffix is tried first at
+    /// each position, so it wins a tie); when the boundary comes first, that marker occurrence does not match.
+    /// </summary>
+    internal List<(int Start, int End)> LiteralSpans(string text)
+    {
+        var spans = new List<(int, int)>();
+        string marker = RoleMarker!, suffix = Suffix!, boundary = Boundary ?? "<|start|";
+        int from = 0;
+        while (from <= text.Length)
+        {
+            int m = text.IndexOf(marker, from, StringComparison.Ordinal);
+            if (m < 0) break;
+            int start = m + marker.Length;
+            int s = text.IndexOf(suffix, start, StringComparison.Ordinal);
+            if (s < 0) break; // no later marker can match either
+            // A boundary starting before the suffix (it may run past the suffix's start).
+            int b = text.IndexOf(boundary, start, Math.Min(text.Length - start, s - start + boundary.Length - 1), StringComparison.Ordinal);
+            if (b >= 0 && b < s)
+            {
+                from = m + 1;
+                continue;
+            }
+            spans.Add((start, s));
+            from = s + suffix.Length;
+        }
+        return spans;
+    }
+
+    internal List<(int Start, int End)> RegexSpans(string text, string where)
     {
         var spans = new List<(int, int)>();
         try

@@ -70,6 +70,7 @@ public class LossMaskPatternTests
                 Assert.True((string)c["sha256"]! == Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(text))).ToLowerInvariant(),
                     $"{file} / {c["name"]}: the render differs from Python's ({text.Length} vs {c["length"]} characters): {text}");
                 var expected = c["spans"]!.AsArray().Select(s => ((int)s![0]!, (int)s[1]!)).ToList();
+                Assert.Equal(p.RegexSpans(text, file), p.LiteralSpans(text));
                 var actual = p.Spans(text, file).Select(s => (CodePoints(text, s.Start), CodePoints(text, s.End))).ToList();
                 Assert.True(expected.SequenceEqual(actual), $"{file} / {c["name"]}: expected [{string.Join(", ", expected)}], got [{string.Join(", ", actual)}]");
                 compared++;
@@ -77,6 +78,28 @@ public class LossMaskPatternTests
         }
         Assert.True(detected >= 45, $"only {detected} templates detected");
         Assert.True(compared >= 120, $"only {compared} conversations compared");
+    }
+
+    [Fact]
+    public void LiteralScanEqualsTheRegexOnRandomText()
+    {
+        // The detected pattern is applied by ordinal searches; it must find what the regex finds, including boundaries that
+        // overlap the suffix, repeated markers, surrogate pairs and unterminated turns.
+        var rng = new Random(5);
+        string[] pieces = ["<a>", "</a>", "<a", "a>", "<", ">", "x", "y", "\n", "\n", "😀", "é", "<a></a>", "</a", "<|start|"];
+        foreach (var (marker, suffix) in new[] { ("<a>", "</a>"), ("[x]", "\n"), ("<a>x", "a>"), ("y<", "<|s"), ("<assistant>", "<a") })
+        {
+            string probe = $"u USER_MSG_1 {marker}ASSISTANT_MSG_1{suffix}USER_MSG_2 {marker}ASSISTANT_MSG_2{suffix}";
+            var p = AssistantPattern.Detect(probe, "random");
+            for (int n = 0; n < 400; n++)
+            {
+                var sb = new StringBuilder();
+                int len = rng.Next(1, 30);
+                for (int i = 0; i < len; i++) sb.Append(rng.Next(4) == 0 ? p.RoleMarker : pieces[rng.Next(pieces.Length)]);
+                string text = sb.ToString();
+                Assert.Equal(p.RegexSpans(text, "random"), p.LiteralSpans(text));
+            }
+        }
     }
 
     [Fact]
