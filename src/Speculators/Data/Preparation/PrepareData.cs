@@ -12,7 +12,7 @@ namespace Speculators.Data.Preparation;
 /// loss masks → a prepared dataset in HF <c>save_to_disk</c> layout plus <c>token_freq.pt</c>/<c>.json</c>.
 /// <para>
 /// Assembly follows speculators (speculators.md §6.5): each input is shuffled with
-/// <c>numpy.random.default_rng(seed).permutation</c> (what <c>datasets</c>' <c>shuffle(seed)</c> does), cut to
+/// <c>numpy.random.default_rng(seed).permutation</c> (<see cref="NumpyRandom"/>) (what <c>datasets</c>' <c>shuffle(seed)</c> does), cut to
 /// 3 × <c>MaxSamples</c> records when larger, normalized and turned into rows (one per conversation, or one
 /// per assistant turn for the boundary strategy; pre-tokenized <c>input_ids</c> + <c>loss_mask</c> rows pass
 /// through); every row is clipped to <c>SeqLength</c> and dropped when it has no supervised token or fewer
@@ -65,10 +65,10 @@ public static class PrepareData
         }
 
         // concatenate → shuffle(seed) → first MaxSamples rows.
-        long[] order = NumpyShuffle.Permutation(options.Seed, allRows.Count);
+        int[] order = Shuffle(options.Seed, allRows.Count);
         long take = options.MaxSamples is int max ? Math.Min(max, allRows.Count) : allRows.Count;
         long supervised = 0;
-        for (long p = 0; p < take; p++) supervised += allRows[(int)order[p]].Supervised;
+        for (long p = 0; p < take; p++) supervised += allRows[order[p]].Supervised;
         totals.Dropped["OverMaxSamples"] = allRows.Count - take;
         var stats = ctx.Normalizer.Stats;
         if (supervised == 0) throw NothingSupervised(options, totals, masker, take);
@@ -89,7 +89,7 @@ public static class PrepareData
             long[] mask = new long[ids.Length];
             for (long p = 0; p < take; p++)
             {
-                var row = allRows[(int)order[p]];
+                var row = allRows[order[p]];
                 int n = row.Length;
                 for (int i = 0; i < n; i++)
                 {
@@ -131,6 +131,13 @@ public static class PrepareData
             Workers = workers,
             Elapsed = clock.Elapsed,
         };
+    }
+
+    /// <summary><c>datasets</c>' <c>shuffle(seed)</c>: <c>numpy.random.default_rng(seed).permutation(n)</c>.</summary>
+    static int[] Shuffle(long seed, long n)
+    {
+        if (n > Array.MaxLength) throw new SpeculatorsException($"{n} rows are more than one run can shuffle in memory ({Array.MaxLength}); split the input.");
+        return new NumpyRandom(seed).Permutation((int)n);
     }
 
     static void Validate(PrepareDataOptions o)
@@ -206,7 +213,7 @@ public static class PrepareData
             long n = 0;
             using (var counting = new Progress($"{label}: counting records", 0, "records"))
                 foreach (var _ in Records()) { n++; counting.Advance(); }
-            long[] perm = NumpyShuffle.Permutation(ctx.Options.Seed, n);
+            int[] perm = Shuffle(ctx.Options.Seed, n);
             long keep = n > 3L * max ? 3L * max : n;
             var slotOf = new long[n];
             Array.Fill(slotOf, -1L);
@@ -232,10 +239,10 @@ public static class PrepareData
                 },
                 (slot, outcome) => { lock (gate) store[(int)slot] = outcome; });
             long n = store.Count;
-            long[] perm = NumpyShuffle.Permutation(ctx.Options.Seed, n);
+            int[] perm = Shuffle(ctx.Options.Seed, n);
             Log.Info($"{label}: {n} records; shuffled (seed {ctx.Options.Seed})");
             var ordered = new RecordOutcome[n];
-            for (long p = 0; p < n; p++) ordered[p] = store[(int)perm[p]]!;
+            for (long p = 0; p < n; p++) ordered[p] = store[perm[p]]!;
             return (ordered, n);
         }
     }

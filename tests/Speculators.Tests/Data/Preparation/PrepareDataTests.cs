@@ -75,8 +75,8 @@ public class PrepareDataTests
             var r = normalizer.Normalize(new RawRecord("in.jsonl", RecordOrigin.JsonLine, i, i + 1, JsonNode.Parse(l)!.AsObject(), null));
             return masker.Mask(r.Conversation!.Messages, r.Conversation.Tools, 8192).Rows.Where(x => x.Supervised > 0).ToList();
         }).ToList();
-        var rows = NumpyShuffle.Permutation(3, lines.Count).SelectMany(i => perConversation[(int)i]).ToList();
-        var expected = NumpyShuffle.Permutation(3, rows.Count).Select(i => rows[(int)i]).ToList();
+        var rows = new NumpyRandom(3).Permutation(lines.Count).SelectMany(i => perConversation[i]).ToList();
+        var expected = new NumpyRandom(3).Permutation(rows.Count).Select(i => rows[i]).ToList();
 
         var actual = ReadBack(dir.File("out"));
         Assert.Equal(expected.Count, actual.Count);
