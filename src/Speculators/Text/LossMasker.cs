@@ -58,6 +58,9 @@ public sealed class LossMasker
         var kwargs = options.TemplateKwargs == null ? null : (JsonObject)options.TemplateKwargs.DeepClone();
         Materialize(kwargs);
         string where = template.SourceName;
+        foreach (var reserved in new[] { "messages", "tools", "documents", "add_generation_prompt" })
+            if (kwargs != null && kwargs.ContainsKey(reserved))
+                throw new SpeculatorsException($"--kwargs may not set '{reserved}': the renderer passes it for every conversation.");
 
         if (options.AssistantPattern != null)
         {

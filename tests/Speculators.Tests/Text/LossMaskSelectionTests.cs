@@ -63,6 +63,15 @@ public class LossMaskSelectionTests
     }
 
     [Fact]
+    public void KwargsMayNotSetTheRenderersOwnVariables()
+    {
+        var e = Assert.Throws<SpeculatorsException>(() => LossMasker.Create(ModelTemplate("qwen3"), Qwen3,
+            new LossMaskOptions { TemplateKwargs = new System.Text.Json.Nodes.JsonObject { ["add_generation_prompt"] = true } }));
+        Assert.Contains("--kwargs", e.Message);
+        Assert.Contains("add_generation_prompt", e.Message);
+    }
+
+    [Fact]
     public void ADetectedPatternThatCapturesNothingIsRefused()
     {
         // The assistant text is followed by the next role marker only: the detected suffix never follows the last message.
