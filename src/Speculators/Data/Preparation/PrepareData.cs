@@ -64,6 +64,7 @@ public static class PrepareData
             inputs.Add(new PrepareDataInputSummary(spec, files, records, outcomes.Length, allRows.Count - rowsBefore));
         }
 
+        var buildTime = clock.Elapsed;
         // concatenate → shuffle(seed) → first MaxSamples rows.
         int[] order = Shuffle(options.Seed, allRows.Count);
         long take = options.MaxSamples is int max ? Math.Min(max, allRows.Count) : allRows.Count;
@@ -130,6 +131,7 @@ public static class PrepareData
             Inputs = inputs,
             Workers = workers,
             Elapsed = clock.Elapsed,
+            BuildTime = buildTime,
         };
     }
 
@@ -254,6 +256,23 @@ public static class PrepareData
     /// </summary>
     static void Execute(string label, IEnumerable<RawRecord> records, RunContext ctx, long total, Func<long, long> slotOf, Action<long, RecordOutcome> store)
     {
+        if (ctx.Workers == 1)
+        {
+            // One worker: process on this thread, no hand-off.
+            using var single = new Progress(label, total, "records");
+            long i = 0;
+            foreach (var record in records)
+            {
+                long slot = slotOf(i++);
+                if (slot < 0) continue;
+                var outcome = ProcessRecord(record, ctx);
+                store(slot, outcome);
+                single.Advance();
+                if (outcome.StrictError != null) throw new SpeculatorsException(outcome.StrictError);
+            }
+            return;
+        }
+
         using var queue = new BlockingCollection<(long Index, long Slot, RawRecord Record)>(Math.Max(64, ctx.Workers * 32));
         using var cancel = new CancellationTokenSource();
         var strictFailures = new ConcurrentBag<(long Index, string Message)>();

@@ -46,6 +46,8 @@ public sealed record PrepareDataSummary
     public required IReadOnlyList<PrepareDataInputSummary> Inputs { get; init; }
     public int Workers { get; init; }
     public TimeSpan Elapsed { get; init; }
+    /// <summary>Time until every row was built (reading, rendering, tokenizing, masking); the rest is shuffling and writing.</summary>
+    public TimeSpan BuildTime { get; init; }
 
     /// <summary>Human-readable summary (what the CLI prints).</summary>
     public string Format()
@@ -67,7 +69,7 @@ public sealed record PrepareDataSummary
         if (ToolsIgnored > 0) sb.AppendLine($"  unusable tools ignored in {ToolsIgnored} rows");
         sb.AppendLine($"  files: {string.Join(", ", ShardFiles)}, {Path.GetFileName(TokenFreqPt)}, {Path.GetFileName(TokenFreqJson)}");
         double secs = Math.Max(Elapsed.TotalSeconds, 1e-9);
-        sb.Append(string.Create(ci, $"  time: {Elapsed.TotalSeconds:F1} s with {Workers} worker(s), {Processed / secs:F1} records/s"));
+        sb.Append(string.Create(ci, $"  time: {Elapsed.TotalSeconds:F1} s ({BuildTime.TotalSeconds:F1} s building rows) with {Workers} worker(s), {Processed / secs:F1} records/s"));
         return sb.ToString();
     }
 

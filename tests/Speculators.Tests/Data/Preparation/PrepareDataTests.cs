@@ -160,6 +160,8 @@ public class PrepareDataTests
         var e = Fails(new PrepareDataOptions { Model = Qwen, Tokenizer = LossMaskTestKit.Qwen3, Data = [dir.File("bad.jsonl")], Output = dir.File("strict"), ChatTemplatePath = dir.File("t.jinja"), Workers = 3, Strict = true });
         Assert.Contains("bad.jsonl:2", e.Message);
         Assert.False(Directory.Exists(dir.File("strict")));
+        e = Fails(new PrepareDataOptions { Model = Qwen, Tokenizer = LossMaskTestKit.Qwen3, Data = [dir.File("bad.jsonl")], Output = dir.File("strict"), ChatTemplatePath = dir.File("t.jinja"), Workers = 1, Strict = true });
+        Assert.Contains("bad.jsonl:2", e.Message);
         // A template error is a bad row too.
         File.WriteAllLines(dir.File("tpl.jsonl"), [lines[0], lines[5], lines[6]]);
         e = Fails(new PrepareDataOptions { Model = Qwen, Tokenizer = LossMaskTestKit.Qwen3, Data = [dir.File("tpl.jsonl")], Output = dir.File("strict"), ChatTemplatePath = dir.File("t.jinja"), Strict = true });
