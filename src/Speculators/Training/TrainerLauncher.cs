@@ -27,7 +27,22 @@ public static class TrainerLauncher
         var factory = TrainingAlgorithms.Find(options.SpeculatorType);
 
         var device = Devices.Parse(options.Device);
-        if (options.NumThreads is int threads) torch.set_num_threads(threads);
+        int threadsBefore = torch.get_num_threads();
+        if (options.NumThreads is int threads && threads != threadsBefore) torch.set_num_threads(threads);
+        try
+        {
+            return RunWith(config, options, factory, device, commandLine, stop, group);
+        }
+        finally
+        {
+            // In-process callers (tests, the quickstart) get their thread count back.
+            if (torch.get_num_threads() != threadsBefore) torch.set_num_threads(threadsBefore);
+        }
+    }
+
+    static TrainResult RunWith(RunConfig config, TrainOptions options, ITrainingAlgorithmFactory factory, Device device, string commandLine,
+        CancellationToken stop, IProcessGroup group)
+    {
         ScalarType compute;
         if (options.ComputeDtype is string given)
         {

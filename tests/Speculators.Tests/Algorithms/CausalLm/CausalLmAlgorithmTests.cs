@@ -149,6 +149,24 @@ public class CausalLmAlgorithmTests
     }
 
     [Fact]
+    public void FromPretrainedStartsFromTheSavedWeightsAndTrainsThemAll()
+    {
+        using var dir = new TempDir();
+        using var first = Build(dir);
+        using (torch.no_grad())
+            foreach (var p in first.TrainableParameters) p.Tensor.add_(0.01); // "trained": differs from a fresh init
+        string saved = dir.File("saved");
+        Directory.CreateDirectory(saved);
+        first.SaveModel(saved);
+
+        var o = new TrainOptions { DataPath = dir.File("data"), TotalSeqLen = 96, Seed = 5, FromPretrained = saved,
+            CausalLm = new CausalLmTrainingOptions { ModelConfig = dir.File("does-not-matter") } };
+        using var tuned = CausalLmAlgorithm.Create(o.CausalLm, TrainerTestAlgorithm.Context(o));
+        Assert.True(TrainerTestAlgorithm.SameWeights(first.TrainableParameters, tuned.TrainableParameters));
+        Assert.All(tuned.TrainableParameters, p => Assert.True(p.Tensor.requires_grad, p.Name));
+    }
+
+    [Fact]
     public void TokenIdsOutsideTheVocabularyAreRejectedNamingTheRow()
     {
         using var dir = new TempDir();
