@@ -154,7 +154,7 @@ public static class RunParameters
         new("max_steps", RunValueKind.Int, null, "Stop after this many optimizer steps in total (a checkpoint is written there).", Optim),
 
         new("save_path", RunValueKind.String, "./output/checkpoints", "Checkpoint root: {epoch}/, checkpoint_best, run.yaml, train_command.txt.", Ckpt),
-        new("checkpoint_freq", RunValueKind.Double, 1.0, "Save every N epochs (whole N ≥ 1), or also every ⌈steps·f⌉ steps within an epoch for f < 1.", Ckpt),
+        new("checkpoint_freq", RunValueKind.Double, 1.0, "Save every N epochs (whole N ≥ 1), or for f < 1 also every round(steps·f) steps within an epoch.", Ckpt),
         new("save_best", RunValueKind.Bool, false, "Keep only the checkpoint with the lowest validation loss.", Ckpt),
         new("no_resume_from_checkpoint", RunValueKind.Bool, false, "Start from scratch even if --save-path holds checkpoints (default: resume from the latest complete one).", Ckpt, ["--no-resume"]),
 

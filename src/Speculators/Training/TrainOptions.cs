@@ -51,7 +51,7 @@ public sealed record TrainOptions
     /// <summary><c>--max-steps</c>: stop after this many optimizer steps (global, across resumes).</summary>
     public long? MaxSteps { get; init; }
 
-    /// <summary><c>--checkpoint-freq</c>: ≥ 1 saves every N epochs (an integer); &lt; 1 also saves every ⌈steps·freq⌉ steps.</summary>
+    /// <summary><c>--checkpoint-freq</c>: ≥ 1 saves every N epochs (an integer); &lt; 1 also saves every round(steps·freq) steps.</summary>
     public double CheckpointFreq { get; init; } = 1.0;
 
     /// <summary><c>--save-best</c>: keep only the best checkpoint (saved when validation improves).</summary>

@@ -141,7 +141,8 @@ public sealed partial class Trainer
         }
         else if (_main && _store.Epochs().Count > 0)
         {
-            Log.Warn($"--no-resume: starting from scratch; existing checkpoints in {_store.Root} will be overwritten.");
+            Log.Warn($"--no-resume: starting from scratch; existing checkpoints in {_store.Root} ({string.Join(", ", _store.Epochs().Order())}) will be " +
+                     "overwritten as this run reaches them, and a later resume picks the newest epoch directory: use a fresh --save-path to keep runs apart.");
         }
 
         if (_options.MaxSteps is long maxAtStart && _globalStep >= maxAtStart)
