@@ -49,7 +49,7 @@ public sealed partial class Trainer
                 AtomicFile.WriteAllText(Path.Combine(tmp, TrainingState.FileName), state.ToJson());
             });
             _store.UpdateEpochLink(epoch, localStep);
-            Log.Info(localStep > 0
+            Info(localStep > 0
                 ? $"checkpoint {dir} (epoch {epoch}, step {localStep}, global step {_globalStep}, {reason})"
                 : $"checkpoint {dir} (end of epoch {epoch}, global step {_globalStep})");
             _lastCheckpoint = dir;
@@ -112,7 +112,7 @@ public sealed partial class Trainer
         var epochs = _store.Epochs();
         if (epochs.Count == 0)
         {
-            Log.Info($"no checkpoint in {_store.Root}; starting a fresh run.");
+            Info($"no checkpoint in {_store.Root}; starting a fresh run.");
             return null;
         }
         var failures = new List<string>();
@@ -123,10 +123,10 @@ public sealed partial class Trainer
             {
                 var state = LoadCheckpoint(dir);
                 if (state.Epoch != e)
-                    Log.Warn($"{Path.Combine(dir, TrainingState.FileName)} says epoch {state.Epoch}, but the directory is {e}; using {e}.");
+                    Warn($"{Path.Combine(dir, TrainingState.FileName)} says epoch {state.Epoch}, but the directory is {e}; using {e}.");
                 state = state with { Epoch = e };
                 if (failures.Count > 0)
-                    Log.Warn($"resuming from the previous usable checkpoint {dir}.");
+                    Warn($"resuming from the previous usable checkpoint {dir}.");
                 _lastCheckpoint = dir;
                 _lastSavedGlobalStep = state.GlobalStep;
                 _lastSavedEpoch = e;
@@ -135,7 +135,7 @@ public sealed partial class Trainer
             catch (Exception ex) when (ex is SpeculatorsException or IOException or JsonException or InvalidOperationException or FormatException)
             {
                 string msg = $"checkpoint {dir} is unusable: {ex.Message}";
-                Log.Warn(msg + (e != epochs[^1] ? " Trying the previous one." : ""));
+                Warn(msg + (e != epochs[^1] ? " Trying the previous one." : ""));
                 failures.Add(msg);
             }
         }
@@ -202,10 +202,10 @@ public sealed partial class Trainer
         if (rng != null) RestoreRngState(rng);
 
         if (state.WorldSize != _group.WorldSize || state.TotalSeqLen != _options.TotalSeqLen || state.TrainRows != _trainRows)
-            Log.Warn($"{statePath}: written for {state.WorldSize} rank(s), --total-seq-len {state.TotalSeqLen}, {state.TrainRows} train rows; " +
+            Warn($"{statePath}: written for {state.WorldSize} rank(s), --total-seq-len {state.TotalSeqLen}, {state.TrainRows} train rows; " +
                      $"this run has {_group.WorldSize}, {_options.TotalSeqLen}, {_trainRows}. The data order from here on differs from an uninterrupted run.");
         if (state.Seed != _options.Seed)
-            Log.Warn($"{statePath}: written with --seed {state.Seed}, this run uses {_options.Seed}.");
+            Warn($"{statePath}: written with --seed {state.Seed}, this run uses {_options.Seed}.");
 
         _globalStep = state.GlobalStep;
         _bestValLoss = _store.BestValLoss() ?? state.BestValLoss;

@@ -111,7 +111,7 @@ public sealed partial class Trainer
             if (_main)
             {
                 dir = _store.Save(CheckpointStore.DryRunDirectory, d => _algorithm.SaveModel(d));
-                Log.Info($"dry run: model built, initialized and saved to {dir}");
+                Info($"dry run: model built, initialized and saved to {dir}");
             }
             _group.Barrier();
             return Result(TrainStopReason.DryRun, dir ?? _store.Root, null);
@@ -120,7 +120,7 @@ public sealed partial class Trainer
         if (_options.Resume)
         {
             if (_main)
-                foreach (var line in _store.Recover()) Log.Warn($"{_store.Root}: {line}");
+                foreach (var line in _store.Recover()) Warn($"{_store.Root}: {line}");
             _group.Barrier();
             var resumed = ResumeFromLatest();
             if (resumed is { } r)
@@ -135,24 +135,24 @@ public sealed partial class Trainer
                 {
                     startEpoch = r.State.Epoch + 1;
                 }
-                Log.Info($"resuming from {r.Directory}: epoch {startEpoch}, step {startSkip} of the epoch, global step {_globalStep}" +
+                Info($"resuming from {r.Directory}: epoch {startEpoch}, step {startSkip} of the epoch, global step {_globalStep}" +
                          (_bestValLoss is double b ? string.Create(CultureInfo.InvariantCulture, $", best val loss {b:G6}") : ""));
             }
         }
         else if (_main && _store.Epochs().Count > 0)
         {
-            Log.Warn($"--no-resume: starting from scratch; existing checkpoints in {_store.Root} ({string.Join(", ", _store.Epochs().Order())}) will be " +
+            Warn($"--no-resume: starting from scratch; existing checkpoints in {_store.Root} ({string.Join(", ", _store.Epochs().Order())}) will be " +
                      "overwritten as this run reaches them, and a later resume picks the newest epoch directory: use a fresh --save-path to keep runs apart.");
         }
 
         if (_options.MaxSteps is long maxAtStart && _globalStep >= maxAtStart)
         {
-            Log.Info($"--max-steps {maxAtStart} already reached (global step {_globalStep}); nothing to do.");
+            Info($"--max-steps {maxAtStart} already reached (global step {_globalStep}); nothing to do.");
             return Result(TrainStopReason.MaxSteps, _lastCheckpoint, resumedFrom);
         }
         if (startEpoch >= _options.Epochs)
         {
-            Log.Info($"all {_options.Epochs} epochs are already trained (global step {_globalStep}); nothing to do.");
+            Info($"all {_options.Epochs} epochs are already trained (global step {_globalStep}); nothing to do.");
             return Result(TrainStopReason.Completed, _lastCheckpoint, resumedFrom);
         }
 
@@ -215,7 +215,7 @@ public sealed partial class Trainer
 
         var final = stopReason ?? TrainStopReason.Completed;
         if (final == TrainStopReason.Interrupted)
-            Log.Warn($"stopped on request at global step {_globalStep}; resumable checkpoint: {_lastCheckpoint}. Run the same command again to continue.");
+            Warn($"stopped on request at global step {_globalStep}; resumable checkpoint: {_lastCheckpoint}. Run the same command again to continue.");
         return Result(final, _lastCheckpoint, resumedFrom);
     }
 
@@ -259,16 +259,16 @@ public sealed partial class Trainer
             ? new MultipackSampler(lengths.Skip(_trainRows).ToArray(), budget, _group.WorldSize, _group.Rank, SamplerSeed)
             : null;
         if (_valSampler == null && _valRows > 0)
-            Log.Warn($"{_valRows} validation row(s) are fewer than the {_group.WorldSize} ranks; validation is skipped.");
-        if (_valRows == 0) Log.Warn("--train-data-ratio 1: no validation rows; validation and checkpoint_best are skipped.");
+            Warn($"{_valRows} validation row(s) are fewer than the {_group.WorldSize} ranks; validation is skipped.");
+        if (_valRows == 0) Warn("--train-data-ratio 1: no validation rows; validation and checkpoint_best are skipped.");
         _trainSampler.SetEpoch(0);
         var plan = _trainSampler.Plan(0);
         _stepsPerEpoch = plan.StepCount;
         if (_stepsPerEpoch == 0)
             throw new SpeculatorsException($"{_trainRows} training rows give no packed step with --total-seq-len {budget} and {_group.WorldSize} rank(s).");
         if (_trainSampler.LongSampleCount > 0)
-            Log.Warn($"{_trainSampler.LongSampleCount} training row(s) are longer than --total-seq-len {budget} and are truncated.");
-        Log.Info(string.Create(CultureInfo.InvariantCulture,
+            Warn($"{_trainSampler.LongSampleCount} training row(s) are longer than --total-seq-len {budget} and are truncated.");
+        Info(string.Create(CultureInfo.InvariantCulture,
             $"data: {n} rows ({_trainRows} train, {_valRows} val); {_stepsPerEpoch} steps per epoch of {budget} tokens × {_group.WorldSize} rank(s), packing efficiency {100 * plan.Efficiency:F1}%"));
     }
 
@@ -282,7 +282,7 @@ public sealed partial class Trainer
         long warmup = LrSchedule.ResolveWarmupSteps(total, _options.SchedulerWarmupSteps, _options.SchedulerWarmupRatio);
         _schedules = _optimizers.Select(o => new LrSchedule(o, _options.SchedulerType, total, warmup, _options.SchedulerNumCosineCycles)).ToList();
         long count = trainable.Sum(p => p.Tensor.numel());
-        Log.Info($"optimizer: {string.Join(" + ", _optimizers.Select(o => o.Name))} over {trainable.Count} tensors ({count:N0} trainable parameters); " +
+        Info($"optimizer: {string.Join(" + ", _optimizers.Select(o => o.Name))} over {trainable.Count} tensors ({count:N0} trainable parameters); " +
                  $"{_options.SchedulerType.ToString().ToLowerInvariant()} schedule, {total} steps, {warmup} warmup");
     }
 
@@ -304,8 +304,8 @@ public sealed partial class Trainer
         if (skip > steps)
             throw new SpeculatorsException($"the checkpoint is at step {skip} of epoch {epoch}, but the epoch has {steps} steps with this data and --total-seq-len (did the dataset change?).");
         int? interval = _options.CheckpointFreq < 1 ? Math.Max(1, (int)Math.Round(steps * _options.CheckpointFreq, MidpointRounding.ToEven)) : null;
-        if (skip == 0) Log.Info($"epoch {epoch + 1}/{_options.Epochs}: {steps} steps");
-        else Log.Info($"epoch {epoch + 1}/{_options.Epochs}: resuming at step {skip} of {steps} (skipped batches are not loaded)");
+        if (skip == 0) Info($"epoch {epoch + 1}/{_options.Epochs}: {steps} steps");
+        else Info($"epoch {epoch + 1}/{_options.Epochs}: resuming at step {skip} of {steps} (skipped batches are not loaded)");
 
         _algorithm.Model.train();
         var work = _trainSampler.Iterate(skip).Select((rows, i) =>
@@ -502,7 +502,7 @@ public sealed partial class Trainer
         record["epoch"] = epoch;
         if (_main) _sink.Log(record, _globalStep);
         _validation.Add((epoch, new SortedDictionary<string, double>(normalized)));
-        Log.Info($"validation epoch {epoch + 1}: " + string.Join(", ", normalized.Where(kv => !kv.Key.Contains('_') || kv.Key.StartsWith("loss", StringComparison.Ordinal) || kv.Key.Contains("acc"))
+        Info($"validation epoch {epoch + 1}: " + string.Join(", ", normalized.Where(kv => !kv.Key.Contains('_') || kv.Key.StartsWith("loss", StringComparison.Ordinal) || kv.Key.Contains("acc"))
             .Take(8).Select(kv => $"{kv.Key} {ConsoleSink.Format(kv.Value)}")));
         return normalized;
     }
@@ -527,7 +527,18 @@ public sealed partial class Trainer
             if (_options.SaveBest) _store.KeepOnlyBest(epoch);
         }
         _group.Barrier();
-        Log.Info(string.Create(CultureInfo.InvariantCulture, $"checkpoint_best → {epoch} (val loss {loss:G6})"));
+        Info(string.Create(CultureInfo.InvariantCulture, $"checkpoint_best → {epoch} (val loss {loss:G6})"));
+    }
+
+    /// <summary>Progress and summary lines come from rank 0 only (every rank runs the same code).</summary>
+    void Info(string message)
+    {
+        if (_main) Log.Info(message);
+    }
+
+    void Warn(string message)
+    {
+        if (_main) Log.Warn(message);
     }
 
     void EnsureSavedAtCurrentStep(int epoch, int localStep)
