@@ -21,7 +21,10 @@ public interface ITrainingAlgorithm : IDisposable
     /// </summary>
     nn.Module Model { get; }
 
-    /// <summary>Trainable parameters by fully qualified name, in a stable order.</summary>
+    /// <summary>
+    /// Trainable parameters by fully qualified name, in a stable order: what the optimizers update, what gradients
+    /// are averaged over ranks for, and what checkpoints keep in fp32 (<c>master_weights.safetensors</c>) for resume.
+    /// </summary>
     IReadOnlyList<NamedParameter> TrainableParameters { get; }
 
     /// <summary>Token count of every dataset row (the sampler packs by these; the trainer splits train/val by index).</summary>
@@ -50,7 +53,10 @@ public interface ITrainingAlgorithm : IDisposable
     /// </summary>
     void SaveModel(string directory);
 
-    /// <summary>Loads weights written by <see cref="SaveModel"/> (resume, fine-tuning).</summary>
+    /// <summary>
+    /// Loads weights written by <see cref="SaveModel"/> (fine-tuning, tools). The trainer does not call it on resume:
+    /// it restores <see cref="TrainableParameters"/> from the checkpoint's fp32 <c>master_weights.safetensors</c>.
+    /// </summary>
     void LoadModel(string directory);
 
     /// <summary>Model FLOPs per trained token, forward + backward (for MFU and throughput reports).</summary>
