@@ -316,7 +316,7 @@ public sealed class BlockMask : IDisposable
         public required Tensor QIndex;            // [g] int64
         public required long KvStart;             // >= 0: keys are the contiguous range [KvStart, KvStart + n·Bkv)
         public required Tensor? KvIndex;          // else: [g · n · Bkv] int64 token indices (clamped to kv_len − 1)
-        public required Tensor? PartialMask;      // [g, Bq, NumPartial · Bkv] bool, or null
+        public required Tensor? PartialBlocked;   // [g, Bq, NumPartial · Bkv] bool, true = masked out, or null
         public required Tensor? EmptyRows;        // [g, Bq] bool, or null
         public int NumKvBlocks => NumFull + NumPartial;
     }
@@ -325,6 +325,16 @@ public sealed class BlockMask : IDisposable
     {
         public required List<Group> Groups;
         public required Tensor? EmptyRows;        // [nQ, Bq] bool over all q blocks, or null
+    }
+
+    /// <summary>
+    /// Builds the execution plan (q-block groups, gather indices, group element masks) now rather
+    /// than on the first attention call, e.g. to time it or to keep it off the critical path.
+    /// </summary>
+    public BlockMask Prepare()
+    {
+        _ = Plan;
+        return this;
     }
 
     internal ExecutionPlan Plan
@@ -362,7 +372,7 @@ public sealed class BlockMask : IDisposable
         {
             g.QIndex.DetachFromDisposeScope();
             g.KvIndex?.DetachFromDisposeScope();
-            g.PartialMask?.DetachFromDisposeScope();
+            g.PartialBlocked?.DetachFromDisposeScope();
             g.EmptyRows?.DetachFromDisposeScope();
         }
         return new ExecutionPlan { Groups = groups, EmptyRows = _emptyRows };
@@ -388,13 +398,13 @@ public sealed class BlockMask : IDisposable
                         tok[p++] = Math.Min((long)kb * KvBlockSize + t, KvLen - 1);
             kvIndex = tensor(tok, dtype: ScalarType.Int64, device: Device);
         }
-        Tensor? partialMask = null;
+        Tensor? partialBlocked = null;
         if (nPart > 0)
         {
             var idx = members.SelectMany(qb => Enumerable.Range(_partialOffset[qb], nPart).Select(x => (long)x)).ToArray();
-            partialMask = _partialMasks!.index_select(0, tensor(idx, dtype: ScalarType.Int64, device: Device))
+            partialBlocked = _partialMasks!.index_select(0, tensor(idx, dtype: ScalarType.Int64, device: Device))
                 .view(g, nPart, QBlockSize, KvBlockSize).permute(0, 2, 1, 3)
-                .reshape(g, QBlockSize, (long)nPart * KvBlockSize).contiguous();
+                .reshape(g, QBlockSize, (long)nPart * KvBlockSize).logical_not();
         }
         Tensor? emptyRows = null;
         if (_emptyRows is not null && members.Any(qb => _hasEmptyRows[qb]))
@@ -407,7 +417,7 @@ public sealed class BlockMask : IDisposable
             QIndex = tensor(members.Select(x => (long)x).ToArray(), dtype: ScalarType.Int64, device: Device),
             KvStart = kvStart,
             KvIndex = kvIndex,
-            PartialMask = partialMask,
+            PartialBlocked = partialBlocked,
             EmptyRows = emptyRows,
         };
     }
@@ -425,7 +435,7 @@ public sealed class BlockMask : IDisposable
             {
                 g.QIndex.Dispose();
                 g.KvIndex?.Dispose();
-                g.PartialMask?.Dispose();
+                g.PartialBlocked?.Dispose();
                 g.EmptyRows?.Dispose();
             }
         _plan = null;

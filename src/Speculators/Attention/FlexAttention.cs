@@ -140,16 +140,21 @@ public static class FlexAttention
             return sel.reshape(d.B * d.Hkv, g, cols, x3);
         }
 
-        /// <summary>The group's element mask [1, g, G·Bq, n·Bkv] (true = attend), or null when every pair attends.</summary>
-        static Tensor? GroupMask(BlockMask.Group grp, Dims d, Device device)
+        /// <summary>
+        /// The group's additive mask [1, g, G·Bq, n·Bkv] in the compute dtype (0 = attend, −inf =
+        /// masked), or null when every pair attends. Additive rather than bool: SDPA would convert
+        /// a bool mask to this form itself, at the cost of another full-size pass per call.
+        /// </summary>
+        static Tensor? GroupMask(BlockMask.Group grp, Dims d, ScalarType dtype, Device device)
         {
-            if (grp.PartialMask is null && grp.EmptyRows is null) return null;
+            if (grp.PartialBlocked is null && grp.EmptyRows is null) return null;
             long g = grp.QBlocks.Length, cols = (long)grp.NumKvBlocks * d.Bkv;
-            var m = ones(g, d.G, d.Bq, cols, dtype: ScalarType.Bool, device: device);
-            if (grp.PartialMask is not null)
-                m.narrow(3, (long)grp.NumFull * d.Bkv, (long)grp.NumPartial * d.Bkv).copy_(grp.PartialMask.unsqueeze(1));
+            var m = zeros([g, d.G, d.Bq, cols], dtype: dtype, device: device);
+            if (grp.PartialBlocked is not null)
+                m.narrow(3, (long)grp.NumFull * d.Bkv, (long)grp.NumPartial * d.Bkv)
+                    .masked_fill_(grp.PartialBlocked.unsqueeze(1), double.NegativeInfinity);
             if (grp.EmptyRows is not null)     // rows that see nothing: attend anywhere, zeroed afterwards
-                m.masked_fill_(grp.EmptyRows.view(g, 1, d.Bq, 1), true);
+                m.masked_fill_(grp.EmptyRows.view(g, 1, d.Bq, 1), 0);
             return m.view(1, g, d.G * d.Bq, cols);
         }
 
@@ -169,7 +174,7 @@ public static class FlexAttention
             {
                 using var inner = NewDisposeScope();
                 long g = grp.QBlocks.Length;
-                var o = Sdpa(GatherQ(qp, grp, d), GatherKv(k, grp, d), GatherKv(v, grp, d), GroupMask(grp, d, q.device))
+                var o = Sdpa(GatherQ(qp, grp, d), GatherKv(k, grp, d), GatherKv(v, grp, d), GroupMask(grp, d, q.dtype, q.device))
                     .view(d.B, d.Hkv, g, d.G, d.Bq, d.Dv);
                 if (g == 1) outP.narrow(2, grp.QBlocks[0], 1).copy_(o);
                 else outP.index_copy_(2, grp.QIndex, o);
@@ -212,7 +217,7 @@ public static class FlexAttention
                     kg = GatherKv(kd, grp, d).detach().requires_grad_(true);
                     vg = GatherKv(vd, grp, d).detach().requires_grad_(true);
                     dog = GatherQ(dop, grp, d);
-                    gmask = GroupMask(grp, d, q.device);
+                    gmask = GroupMask(grp, d, q.dtype, q.device);
                 }
                 IList<Tensor> grads;
                 using (torch.enable_grad())
