@@ -313,18 +313,24 @@ public sealed class BlockMask : IDisposable
         public required int[] QBlocks;
         public required int NumFull;
         public required int NumPartial;
-        public required Tensor QIndex;            // [g] int64
+        public required long RowStart;            // >= 0: one unpadded q block, rows [RowStart, RowStart + Bq)
+        public required Tensor? RowIndex;         // else: [g · Bq] query rows (clamped to q_len − 1)
+        public required Tensor? ValidPos;         // positions of RowIndex below q_len, or null when all are
+        public required Tensor? ValidRows;        // RowIndex at ValidPos
         public required long KvStart;             // >= 0: keys are the contiguous range [KvStart, KvStart + n·Bkv)
-        public required Tensor? KvIndex;          // else: [g · n · Bkv] int64 token indices (clamped to kv_len − 1)
+        public required Tensor? KvIndex;          // else: [g · n · Bkv] key indices (clamped to kv_len − 1)
         public required Tensor? PartialBlocked;   // [g, Bq, NumPartial · Bkv] bool, true = masked out, or null
-        public required Tensor? EmptyRows;        // [g, Bq] bool, or null
+        public required Tensor? EmptyRows;        // [g, Bq] rows that see no key (incl. padded rows of such blocks), or null
+        public required Tensor? ZeroRows;         // [g, Bq] rows whose output and output gradient are 0 (empty or padded), or null
         public int NumKvBlocks => NumFull + NumPartial;
+
+        public IEnumerable<Tensor> Tensors() =>
+            new[] { RowIndex, ValidPos, ValidRows, KvIndex, PartialBlocked, EmptyRows, ZeroRows }.OfType<Tensor>();
     }
 
     internal sealed class ExecutionPlan
     {
         public required List<Group> Groups;
-        public required Tensor? EmptyRows;        // [nQ, Bq] bool over all q blocks, or null
     }
 
     /// <summary>
@@ -369,13 +375,8 @@ public sealed class BlockMask : IDisposable
             }
         }
         foreach (var g in groups)
-        {
-            g.QIndex.DetachFromDisposeScope();
-            g.KvIndex?.DetachFromDisposeScope();
-            g.PartialBlocked?.DetachFromDisposeScope();
-            g.EmptyRows?.DetachFromDisposeScope();
-        }
-        return new ExecutionPlan { Groups = groups, EmptyRows = _emptyRows };
+            foreach (var t in g.Tensors()) t.DetachFromDisposeScope();
+        return new ExecutionPlan { Groups = groups };
     }
 
     Group MakeGroup(int[] members, int nFull, int nPart)
@@ -407,18 +408,47 @@ public sealed class BlockMask : IDisposable
                 .reshape(g, QBlockSize, (long)nPart * KvBlockSize).logical_not();
         }
         Tensor? emptyRows = null;
+        Tensor? Select(Tensor? perBlock) => perBlock?.index_select(0, tensor(members.Select(x => (long)x).ToArray(), dtype: ScalarType.Int64, device: Device));
         if (_emptyRows is not null && members.Any(qb => _hasEmptyRows[qb]))
-            emptyRows = _emptyRows.index_select(0, tensor(members.Select(x => (long)x).ToArray(), dtype: ScalarType.Int64, device: Device)).contiguous();
+            emptyRows = Select(_emptyRows);
+
+        // Query rows: one contiguous unpadded block is a narrow; otherwise gather (padded rows clamped).
+        long rowStart = -1;
+        Tensor? rowIndex = null, validPos = null, validRows = null;
+        bool padded = members.Any(qb => (long)(qb + 1) * QBlockSize > QLen);
+        if (g == 1 && !padded) rowStart = (long)members[0] * QBlockSize;
+        else
+        {
+            var rows = members.SelectMany(qb => Enumerable.Range(0, QBlockSize).Select(t => (long)qb * QBlockSize + t)).ToArray();
+            rowIndex = tensor(rows.Select(r => Math.Min(r, QLen - 1)).ToArray(), dtype: ScalarType.Int64, device: Device);
+            if (padded)
+            {
+                var pos = Enumerable.Range(0, rows.Length).Where(i => rows[i] < QLen).Select(i => (long)i).ToArray();
+                validPos = tensor(pos, dtype: ScalarType.Int64, device: Device);
+                validRows = tensor(pos.Select(i => rows[i]).ToArray(), dtype: ScalarType.Int64, device: Device);
+            }
+        }
+        Tensor? zeroRows = emptyRows;
+        if (padded)
+        {
+            var pad = members.SelectMany(qb => Enumerable.Range(0, QBlockSize).Select(t => (long)qb * QBlockSize + t >= QLen)).ToArray();
+            var padT = tensor(pad, device: Device).view(g, QBlockSize);
+            zeroRows = zeroRows is null ? padT : zeroRows.logical_or(padT);
+        }
         return new Group
         {
             QBlocks = members,
             NumFull = nFull,
             NumPartial = nPart,
-            QIndex = tensor(members.Select(x => (long)x).ToArray(), dtype: ScalarType.Int64, device: Device),
+            RowStart = rowStart,
+            RowIndex = rowIndex,
+            ValidPos = validPos,
+            ValidRows = validRows,
             KvStart = kvStart,
             KvIndex = kvIndex,
             PartialBlocked = partialBlocked,
             EmptyRows = emptyRows,
+            ZeroRows = zeroRows,
         };
     }
 
@@ -432,12 +462,7 @@ public sealed class BlockMask : IDisposable
         _emptyRows = null;
         if (_plan is not null)
             foreach (var g in _plan.Groups)
-            {
-                g.QIndex.Dispose();
-                g.KvIndex?.Dispose();
-                g.PartialBlocked?.Dispose();
-                g.EmptyRows?.Dispose();
-            }
+                foreach (var t in new HashSet<Tensor>(g.Tensors(), ReferenceEqualityComparer.Instance)) t.Dispose();
         _plan = null;
     }
 }

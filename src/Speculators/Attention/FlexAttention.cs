@@ -92,8 +92,8 @@ public static class FlexAttention
     /// <summary>The computation, shared by the graph-less path and the autograd function.</summary>
     static class Core
     {
-        /// <summary>Shapes of one call: q is laid out as qP [B, Hkv, nQ, G, Bq, D].</summary>
-        readonly record struct Dims(long B, long Hkv, long G, long Lq, long Lkv, long D, long Dv, int Bq, int Bkv, int NQ, double QFactor)
+        /// <summary>Shapes of one call. Query heads are split as (Hkv, G): G heads share a kv head.</summary>
+        readonly record struct Dims(long B, long Hkv, long G, long Lq, long Lkv, long D, long Dv, int Bq, int Bkv, double QFactor)
         {
             public static Dims Of(Tensor q, Tensor k, Tensor v, BlockMask m, double scale)
             {
@@ -102,42 +102,48 @@ public static class FlexAttention
                 double factor = scale * Math.Sqrt(d);
                 if (Math.Abs(factor - 1.0) < 1e-12) factor = 1.0;
                 return new Dims(q.shape[0], k.shape[1], q.shape[1] / k.shape[1], q.shape[2], k.shape[2], d, v.shape[3],
-                    m.QBlockSize, m.KvBlockSize, m.NumQBlocks, factor);
+                    m.QBlockSize, m.KvBlockSize, factor);
             }
         }
 
-        /// <summary>[B, Hq, Lq, X] → [B, Hkv, nQ, G, Bq, X] (padded rows are 0).</summary>
-        static Tensor ToBlocks(Tensor x, Dims d)
+        /// <summary>
+        /// The group's query rows of <paramref name="x"/> [B, Hq, Lq, X] as [B·Hkv, g, G·Bq, X]:
+        /// the G heads sharing a kv head are stacked as rows of one problem (GQA without K/V repeat).
+        /// </summary>
+        static Tensor GatherRows(Tensor x, BlockMask.Group grp, Dims d)
         {
-            long x3 = x.shape[3];
-            var t = x.reshape(d.B, d.Hkv, d.G, d.Lq, x3);
-            long pad = (long)d.NQ * d.Bq - d.Lq;
-            if (pad > 0) t = F.pad(t, [0, 0, 0, pad]);
-            return t.view(d.B, d.Hkv, d.G, d.NQ, d.Bq, x3).permute(0, 1, 3, 2, 4, 5).contiguous();
+            long g = grp.QBlocks.Length, x3 = x.shape[3];
+            var x5 = x.view(d.B, d.Hkv, d.G, d.Lq, x3);
+            var sel = grp.RowIndex is null ? x5.narrow(3, grp.RowStart, d.Bq) : x5.index_select(3, grp.RowIndex);
+            return sel.view(d.B, d.Hkv, d.G, g, d.Bq, x3).permute(0, 1, 3, 2, 4, 5).reshape(d.B * d.Hkv, g, d.G * d.Bq, x3);
         }
 
-        /// <summary>[B, Hkv, nQ, G, Bq, X] → [B, Hq, Lq, X].</summary>
-        static Tensor FromBlocks(Tensor xp, Dims d)
+        /// <summary>Writes a group result [B·Hkv, g, G·Bq, X] into its rows of <paramref name="dest"/> [B, Hq, Lq, X] (contiguous).</summary>
+        static void ScatterRows(Tensor dest, Tensor result, BlockMask.Group grp, Dims d)
         {
-            long x3 = xp.shape[5];
-            return xp.permute(0, 1, 3, 2, 4, 5).reshape(d.B, d.Hkv * d.G, (long)d.NQ * d.Bq, x3)
-                .narrow(2, 0, d.Lq).contiguous();
+            long g = grp.QBlocks.Length, x3 = dest.shape[3];
+            var r = result.view(d.B, d.Hkv, g, d.G, d.Bq, x3).permute(0, 1, 3, 2, 4, 5);
+            var d5 = dest.view(d.B, d.Hkv, d.G, d.Lq, x3);
+            if (grp.RowIndex is null) { d5.narrow(3, grp.RowStart, d.Bq).copy_(r.reshape(d.B, d.Hkv, d.G, d.Bq, x3)); return; }
+            var rows = r.reshape(d.B, d.Hkv, d.G, g * d.Bq, x3);
+            if (grp.ValidPos is null) d5.index_copy_(3, grp.RowIndex, rows);
+            else d5.index_copy_(3, grp.ValidRows!, rows.index_select(3, grp.ValidPos));
         }
 
-        /// <summary>Rows of the group's q blocks as [B·Hkv, g, G·Bq, D].</summary>
-        static Tensor GatherQ(Tensor qp, BlockMask.Group grp, Dims d)
-        {
-            long g = grp.QBlocks.Length, x3 = qp.shape[5];
-            var sel = g == 1 ? qp.narrow(2, grp.QBlocks[0], 1) : qp.index_select(2, grp.QIndex);
-            return sel.reshape(d.B * d.Hkv, g, d.G * d.Bq, x3);
-        }
-
-        /// <summary>The group's visible keys (or values) as [B·Hkv, g, n·Bkv, X].</summary>
+        /// <summary>The group's visible keys (or values) of [B, Hkv, Lkv, X] as [B·Hkv, g, n·Bkv, X].</summary>
         static Tensor GatherKv(Tensor x, BlockMask.Group grp, Dims d)
         {
             long g = grp.QBlocks.Length, cols = (long)grp.NumKvBlocks * d.Bkv, x3 = x.shape[3];
             var sel = grp.KvIndex is null ? x.narrow(2, grp.KvStart, cols) : x.index_select(2, grp.KvIndex);
             return sel.reshape(d.B * d.Hkv, g, cols, x3);
+        }
+
+        /// <summary>Zeroes the rows (empty or padded) of a group tensor [B·Hkv, g, G·Bq, X].</summary>
+        static void ZeroRows(Tensor t, BlockMask.Group grp, Dims d)
+        {
+            if (grp.ZeroRows is null) return;
+            long g = grp.QBlocks.Length;
+            t.view(d.B * d.Hkv, g, d.G, d.Bq, t.shape[3]).masked_fill_(grp.ZeroRows.view(1, g, 1, d.Bq, 1), 0);
         }
 
         /// <summary>
@@ -161,51 +167,42 @@ public static class FlexAttention
         static Tensor Sdpa(Tensor q, Tensor k, Tensor v, Tensor? mask) =>
             F.scaled_dot_product_attention(q, k, v, attn_mask: mask);
 
+        static Tensor GatherQ(Tensor q, BlockMask.Group grp, Dims d)
+        {
+            var qg = GatherRows(q, grp, d);
+            return d.QFactor == 1.0 ? qg : qg.mul_(d.QFactor);
+        }
+
         public static Tensor Forward(Tensor q, Tensor k, Tensor v, BlockMask mask, double scale)
         {
             using var scope = NewDisposeScope();
             using var noGrad = torch.no_grad();
             var d = Dims.Of(q, k, v, mask, scale);
-            var plan = mask.Plan;
-            var qp = ToBlocks(q, d);
-            if (d.QFactor != 1.0) qp.mul_(d.QFactor);
-            var outP = zeros([d.B, d.Hkv, d.NQ, d.G, d.Bq, d.Dv], dtype: q.dtype, device: q.device);
-            foreach (var grp in plan.Groups)
+            var output = zeros([d.B, d.Hkv * d.G, d.Lq, d.Dv], dtype: q.dtype, device: q.device);
+            foreach (var grp in mask.Plan.Groups)
             {
                 using var inner = NewDisposeScope();
-                long g = grp.QBlocks.Length;
-                var o = Sdpa(GatherQ(qp, grp, d), GatherKv(k, grp, d), GatherKv(v, grp, d), GroupMask(grp, d, q.dtype, q.device))
-                    .view(d.B, d.Hkv, g, d.G, d.Bq, d.Dv);
-                if (g == 1) outP.narrow(2, grp.QBlocks[0], 1).copy_(o);
-                else outP.index_copy_(2, grp.QIndex, o);
+                var o = Sdpa(GatherQ(q, grp, d), GatherKv(k, grp, d), GatherKv(v, grp, d), GroupMask(grp, d, q.dtype, q.device));
+                ZeroRows(o, grp, d);
+                ScatterRows(output, o, grp, d);
             }
-            if (plan.EmptyRows is not null)
-                outP.masked_fill_(plan.EmptyRows.view(1, 1, d.NQ, 1, d.Bq, 1), 0);
-            return FromBlocks(outP, d).MoveToOuterDisposeScope();
+            return output.MoveToOuterDisposeScope();
         }
 
         public static (Tensor dq, Tensor dk, Tensor dv) Backward(Tensor q, Tensor k, Tensor v, Tensor gradOut, BlockMask mask, double scale)
         {
             using var scope = NewDisposeScope();
             var d = Dims.Of(q, k, v, mask, scale);
-            var plan = mask.Plan;
             // Key/value gradients gather contributions from many q blocks: accumulate in fp32 at least.
             var accType = q.dtype is ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
-            Tensor qp, dop;
-            using (torch.no_grad())
-            {
-                qp = ToBlocks(q.detach(), d);
-                if (d.QFactor != 1.0) qp.mul_(d.QFactor);
-                dop = ToBlocks(gradOut.to(q.dtype), d);
-                if (plan.EmptyRows is not null)
-                    dop.masked_fill_(plan.EmptyRows.view(1, 1, d.NQ, 1, d.Bq, 1), 0);
-            }
-            var dqp = zeros([d.B, d.Hkv, d.NQ, d.G, d.Bq, d.D], dtype: q.dtype, device: q.device);
-            var dk = zeros(d.B, d.Hkv, d.Lkv, d.D, dtype: accType, device: q.device);
-            var dv = zeros(d.B, d.Hkv, d.Lkv, d.Dv, dtype: accType, device: q.device);
+            var dq = zeros([d.B, d.Hkv * d.G, d.Lq, d.D], dtype: q.dtype, device: q.device);
+            var dk = zeros([d.B, d.Hkv, d.Lkv, d.D], dtype: accType, device: q.device);
+            var dv = zeros([d.B, d.Hkv, d.Lkv, d.Dv], dtype: accType, device: q.device);
+            var qd = q.detach();
             var kd = k.detach();
             var vd = v.detach();
-            foreach (var grp in plan.Groups)
+            var gd = gradOut.detach().to(q.dtype);
+            foreach (var grp in mask.Plan.Groups)
             {
                 using var inner = NewDisposeScope();
                 long g = grp.QBlocks.Length, cols = (long)grp.NumKvBlocks * d.Bkv;
@@ -213,10 +210,11 @@ public static class FlexAttention
                 Tensor? gmask;
                 using (torch.no_grad())
                 {
-                    qg = GatherQ(qp, grp, d).detach().requires_grad_(true);
+                    qg = GatherQ(qd, grp, d).requires_grad_(true);
                     kg = GatherKv(kd, grp, d).detach().requires_grad_(true);
                     vg = GatherKv(vd, grp, d).detach().requires_grad_(true);
-                    dog = GatherQ(dop, grp, d);
+                    dog = GatherRows(gd, grp, d);
+                    ZeroRows(dog, grp, d);
                     gmask = GroupMask(grp, d, q.dtype, q.device);
                 }
                 IList<Tensor> grads;
@@ -227,9 +225,8 @@ public static class FlexAttention
                 }
                 using (torch.no_grad())
                 {
-                    var dqg = grads[0].view(d.B, d.Hkv, g, d.G, d.Bq, d.D);
-                    if (g == 1) dqp.narrow(2, grp.QBlocks[0], 1).copy_(dqg);
-                    else dqp.index_copy_(2, grp.QIndex, dqg);
+                    var dqg = d.QFactor == 1.0 ? grads[0] : grads[0].mul(d.QFactor);
+                    ScatterRows(dq, dqg, grp, d);
                     var dkg = grads[1].reshape(d.B, d.Hkv, g * cols, d.D).to(accType);
                     var dvg = grads[2].reshape(d.B, d.Hkv, g * cols, d.Dv).to(accType);
                     if (grp.KvIndex is null)
@@ -245,13 +242,7 @@ public static class FlexAttention
                 }
             }
             using (torch.no_grad())
-            {
-                if (d.QFactor != 1.0) dqp.mul_(d.QFactor);
-                var dq = FromBlocks(dqp, d);
-                var dkOut = dk.to(k.dtype);
-                var dvOut = dv.to(v.dtype);
-                return (dq.MoveToOuterDisposeScope(), dkOut.MoveToOuterDisposeScope(), dvOut.MoveToOuterDisposeScope());
-            }
+                return (dq.MoveToOuterDisposeScope(), dk.to(k.dtype).MoveToOuterDisposeScope(), dv.to(v.dtype).MoveToOuterDisposeScope());
         }
     }
 }

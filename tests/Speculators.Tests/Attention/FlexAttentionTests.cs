@@ -12,7 +12,8 @@ namespace Speculators.Tests.Attention;
 public class FlexAttentionTests
 {
     sealed record Case(string Name, MaskMod Mod, long QLen, long KvLen, int B = 1, int Hq = 4, int Hkv = 2, int D = 16,
-        int QBlock = 16, int KvBlock = 16, int MaxKvTokens = BlockMask.DefaultMaxKvTokensPerCall, double? Scale = null);
+        int QBlock = 16, int KvBlock = 16, int MaxKvTokens = BlockMask.DefaultMaxKvTokensPerCall, double? Scale = null,
+        int? Dv = null, bool SequenceMajor = false);
 
     /// <summary>
     /// Runs flex and the dense reference on the same inputs and compares the output and the
@@ -25,8 +26,9 @@ public class FlexAttentionTests
         torch.manual_seed(seed);
         var q64 = randn(c.B, c.Hq, c.QLen, c.D, dtype: ScalarType.Float64).to(dtype).to(ScalarType.Float64);
         var k64 = randn(c.B, c.Hkv, c.KvLen, c.D, dtype: ScalarType.Float64).to(dtype).to(ScalarType.Float64);
-        var v64 = randn(c.B, c.Hkv, c.KvLen, c.D, dtype: ScalarType.Float64).to(dtype).to(ScalarType.Float64);
-        var w = randn(c.B, c.Hq, c.QLen, c.D, dtype: ScalarType.Float64);
+        int dv = c.Dv ?? c.D;
+        var v64 = randn(c.B, c.Hkv, c.KvLen, dv, dtype: ScalarType.Float64).to(dtype).to(ScalarType.Float64);
+        var w = randn(c.B, c.Hq, c.QLen, dv, dtype: ScalarType.Float64);
         double scale = c.Scale ?? 1.0 / Math.Sqrt(c.D);
 
         var qr = q64.detach().requires_grad_(true);
@@ -39,18 +41,21 @@ public class FlexAttentionTests
         var bm = prebuilt ?? BlockMask.Create(c.Mod, c.QLen, c.KvLen, c.QBlock, c.KvBlock, maxKvTokensPerCall: c.MaxKvTokens);
         try
         {
-            var qf = q64.to(dtype).detach().requires_grad_(true);
-            var kf = k64.to(dtype).detach().requires_grad_(true);
-            var vf = v64.to(dtype).detach().requires_grad_(true);
-            var outF = FlexAttention.Forward(qf, kf, vf, bm, c.Scale);
+            // SequenceMajor: leaves are [B, L, H, D] and attention sees transposed (non-contiguous) views.
+            Tensor Leaf(Tensor x) => (c.SequenceMajor ? x.transpose(1, 2).contiguous() : x).to(dtype).detach().requires_grad_(true);
+            Tensor View(Tensor leaf) => c.SequenceMajor ? leaf.transpose(1, 2) : leaf;
+            var qf = Leaf(q64);
+            var kf = Leaf(k64);
+            var vf = Leaf(v64);
+            var outF = FlexAttention.Forward(View(qf), View(kf), View(vf), bm, c.Scale);
             Assert.Equal(dtype, outF.dtype);
-            Assert.Equal(new[] { (long)c.B, c.Hq, c.QLen, c.D }, outF.shape);
+            Assert.Equal(new[] { (long)c.B, c.Hq, c.QLen, dv }, outF.shape);
             (outF.to(ScalarType.Float64) * w).sum().backward();
 
             AssertClose($"{c.Name} out", refOut, outF, tol);
-            AssertClose($"{c.Name} dq", qr.grad!, qf.grad!, tol);
-            AssertClose($"{c.Name} dk", kr.grad!, kf.grad!, tol);
-            AssertClose($"{c.Name} dv", vr.grad!, vf.grad!, tol);
+            AssertClose($"{c.Name} dq", qr.grad!, View(qf.grad!), tol);
+            AssertClose($"{c.Name} dk", kr.grad!, View(kf.grad!), tol);
+            AssertClose($"{c.Name} dv", vr.grad!, View(vf.grad!), tol);
         }
         finally
         {
@@ -148,6 +153,15 @@ public class FlexAttentionTests
         int L = 45;
         var docs = Docs(6, L, 20, padding: true);
         Check(new Case("scale 0.3", MaskMod.Eagle3(docs), L, 2L * L, QBlock: 16, KvBlock: 4, Scale: 0.3), ScalarType.Float64, 1e-10);
+    }
+
+    [Fact]
+    public void NonContiguousInputsAndValueHeadDim()
+    {
+        int L = 52;
+        var docs = Docs(9, L, 20, padding: true);
+        Check(new Case("sequence-major views", MaskMod.Eagle3(docs), L, 2L * L, B: 2, SequenceMajor: true), ScalarType.Float64, 1e-10);
+        Check(new Case("dv 8", MaskMod.Eagle3(docs, slidingWindow: 9), L, L, D: 16, Dv: 8), ScalarType.Float64, 1e-10);
     }
 
     [Fact]
