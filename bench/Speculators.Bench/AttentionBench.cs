@@ -24,7 +24,7 @@ public sealed class AttentionBench : IBenchmark
     {
         public List<int> Lengths = [4096, 8192];
         public List<int> Blocks = [128];
-        public int Heads = 32, KvHeads = 8, HeadDim = 64, Steps = 3, MeanDoc = 600, Seed = 0, Threads = 0;
+        public int Heads = 32, KvHeads = 8, HeadDim = 64, Steps = 3, MeanDoc = 600, Seed = 0, Threads = 0, Reps = 1, MaxKvTokens = BlockMask.DefaultMaxKvTokensPerCall;
         public ScalarType Dtype = ScalarType.BFloat16;
         public string Impl = "both";          // flex | dense | both
         public bool Child, PerHead;
@@ -39,7 +39,7 @@ public sealed class AttentionBench : IBenchmark
         {
             Console.Error.WriteLine(e.Message);
             Console.Error.WriteLine("usage: attention [--lengths 4096,8192] [--blocks 64,128] [--heads 32] [--kv-heads 8] [--head-dim 64] " +
-                "[--steps 3] [--mean-doc 600] [--window N] [--dtype bf16|fp32] [--impl both|flex|dense] [--threads N] [--seed 0]");
+                "[--steps 3] [--mean-doc 600] [--window N] [--dtype bf16|fp32] [--impl both|flex|dense] [--threads N] [--reps 1] [--max-kv-tokens 16384] [--seed 0]");
             return 1;
         }
         if (o.Threads > 0) torch.set_num_threads(o.Threads);
@@ -65,6 +65,8 @@ public sealed class AttentionBench : IBenchmark
                 case "--window": o.Window = Ints()[0]; break;
                 case "--seed": o.Seed = Ints()[0]; break;
                 case "--threads": o.Threads = Ints()[0]; break;
+                case "--reps": o.Reps = Math.Max(1, Ints()[0]); break;
+                case "--max-kv-tokens": o.MaxKvTokens = Ints()[0]; break;
                 case "--dtype":
                     o.Dtype = Next() switch
                     {
@@ -80,7 +82,7 @@ public sealed class AttentionBench : IBenchmark
             }
         }
         if (o.Heads % o.KvHeads != 0) throw new ArgumentException("--heads must be a multiple of --kv-heads");
-        if (o.Impl is not ("both" or "flex" or "dense")) throw new ArgumentException("--impl: expected both, flex or dense");
+        if (o.Impl is not ("both" or "flex" or "dense" or "floor")) throw new ArgumentException("--impl: expected both, flex, dense or floor");
         return o;
     }
 
@@ -92,13 +94,15 @@ public sealed class AttentionBench : IBenchmark
     {
         string dt = o.Dtype == ScalarType.BFloat16 ? "bf16" : "fp32";
         Console.WriteLine($"attention bench: heads {o.Heads}/{o.KvHeads} kv, head_dim {o.HeadDim}, {dt}, {o.Steps} TTT steps, " +
-            $"mean document {o.MeanDoc} tokens{(o.Window is long w ? $", window {w}" : "")}, {torch.get_num_threads()} threads");
+            $"mean document {o.MeanDoc} tokens{(o.Window is long w ? $", window {w}" : "")}, {torch.get_num_threads()} threads, best of {o.Reps}, " +
+            $"flex max kv tokens per call {o.MaxKvTokens}");
         Console.WriteLine($"cpu: {CpuModel()}; avx512_bf16: {(CpuFlags().Contains("avx512_bf16") ? "yes" : "no")}");
         Console.WriteLine($"baseline matmul: fp32 {MatmulPeak.Measure(ScalarType.Float32, 1024, 3):F0} GFLOP/s, " +
             $"bf16 {MatmulPeak.Measure(ScalarType.BFloat16, 512, 2):F1} GFLOP/s");
         var results = new List<StepResult>();
         foreach (var L in o.Lengths)
         {
+            results.AddRange(Child(o, "floor", L, 0, perHead: false));
             if (o.Impl is "both" or "flex")
                 foreach (var b in o.Blocks) results.AddRange(Child(o, "flex", L, b, perHead: false));
             if (o.Impl is "both" or "dense")
@@ -110,18 +114,21 @@ public sealed class AttentionBench : IBenchmark
             }
         }
         Console.WriteLine();
-        Console.WriteLine("| impl | L | block | step | kv_len | fwd+bwd s | mask build s | peak extra MiB | time ÷ dense | memory ÷ dense | note |");
-        Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|");
-        foreach (var r in results)
+        Console.WriteLine("| impl | L | block | step | kv_len | fwd+bwd s | mask build s | peak extra MiB | of which attention-internal MiB | time ÷ dense | memory ÷ dense | internal memory ÷ dense | note |");
+        Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        double Internal(StepResult r) =>
+            r.PeakExtraMiB - (results.FirstOrDefault(x => x.Impl == "floor" && x.L == r.L && x.Step == r.Step)?.PeakExtraMiB ?? 0);
+        foreach (var r in results.Where(r => r.Impl != "floor"))
         {
             var d = results.FirstOrDefault(x => x.Impl.StartsWith("dense", StringComparison.Ordinal) && x.L == r.L && x.Step == r.Step && x.Note.Length == 0);
             string tr = d is null || r.Note.Length > 0 ? "–" : (r.Seconds / d.Seconds).ToString("F3", CultureInfo.InvariantCulture);
             string mr = d is null || r.Note.Length > 0 ? "–" : (r.PeakExtraMiB / d.PeakExtraMiB).ToString("F3", CultureInfo.InvariantCulture);
+            string ir = d is null || r.Note.Length > 0 ? "–" : (Internal(r) / Internal(d)).ToString("F3", CultureInfo.InvariantCulture);
             Console.WriteLine($"| {r.Impl} | {r.L} | {(r.Block > 0 ? r.Block : "–")} | {r.Step} | {r.KvLen} | {r.Seconds:F2} | {r.MaskSeconds:F3} | " +
-                $"{r.PeakExtraMiB:F0} | {tr} | {mr} | {r.Note} |");
+                $"{r.PeakExtraMiB:F0} | {Internal(r):F0} | {tr} | {mr} | {ir} | {r.Note} |");
         }
         foreach (var L in o.Lengths)
-            foreach (var impl in results.Where(r => r.L == L).Select(r => (r.Impl, r.Block)).Distinct())
+            foreach (var impl in results.Where(r => r.L == L && r.Impl != "floor").Select(r => (r.Impl, r.Block)).Distinct())
             {
                 var mine = results.Where(r => r.L == L && r.Impl == impl.Impl && r.Block == impl.Block).ToList();
                 if (mine.Any(r => r.Note.Length > 0)) continue;
@@ -146,7 +153,8 @@ public sealed class AttentionBench : IBenchmark
                      "--heads", o.Heads.ToString(CultureInfo.InvariantCulture), "--kv-heads", o.KvHeads.ToString(CultureInfo.InvariantCulture),
                      "--head-dim", o.HeadDim.ToString(CultureInfo.InvariantCulture), "--steps", o.Steps.ToString(CultureInfo.InvariantCulture),
                      "--mean-doc", o.MeanDoc.ToString(CultureInfo.InvariantCulture), "--seed", o.Seed.ToString(CultureInfo.InvariantCulture),
-                     "--dtype", o.Dtype == ScalarType.BFloat16 ? "bf16" : "fp32" })
+                     "--dtype", o.Dtype == ScalarType.BFloat16 ? "bf16" : "fp32", "--reps", o.Reps.ToString(CultureInfo.InvariantCulture),
+                     "--max-kv-tokens", o.MaxKvTokens.ToString(CultureInfo.InvariantCulture) })
             psi.ArgumentList.Add(a);
         if (o.Threads > 0) { psi.ArgumentList.Add("--threads"); psi.ArgumentList.Add(o.Threads.ToString(CultureInfo.InvariantCulture)); }
         if (o.Window is long w) { psi.ArgumentList.Add("--window"); psi.ArgumentList.Add(w.ToString(CultureInfo.InvariantCulture)); }
@@ -186,53 +194,69 @@ public sealed class AttentionBench : IBenchmark
         Warmup(o);
         torch.manual_seed(o.Seed);
         var q = randn(1, o.Heads, L, o.HeadDim).to(o.Dtype).requires_grad_(true);
-        BlockMask? bm = null;
+        BlockMask? last = null;              // the previous step's mask: each rep of a step extends it
         for (int step = 0; step < o.Steps; step++)
         {
             long kvLen = (step + 1L) * L;
             var k = randn(1, o.KvHeads, kvLen, o.HeadDim).to(o.Dtype).requires_grad_(true);
             var v = randn(1, o.KvHeads, kvLen, o.HeadDim).to(o.Dtype).requires_grad_(true);
             var w = randn(1, o.Heads, L, o.HeadDim).to(o.Dtype);
-            GC.Collect();
-            ResetPeak();
-            long before = Status("VmRSS");
-            var sw = Stopwatch.StartNew();
-            double maskSeconds, seconds;
-            using (var scope = NewDisposeScope())
+            double maskSeconds = double.MaxValue, seconds = double.MaxValue, peakExtra = 0;
+            BlockMask? current = null;
+            for (int rep = 0; rep < o.Reps; rep++)
             {
-                if (o.Impl == "flex")
+                GC.Collect();
+                ResetPeak();
+                long before = Status("VmRSS");
+                var sw = Stopwatch.StartNew();
+                using (var scope = NewDisposeScope())
                 {
-                    var next = bm is null ? BlockMask.Create(mod, L, kvLen, block, block) : bm.ExtendKv(kvLen);
-                    bm?.Dispose();
-                    bm = next;
-                    bm.Prepare();                                 // the gather indices are part of building
-                    maskSeconds = sw.Elapsed.TotalSeconds;
-                    sw.Restart();
-                    var outp = FlexAttention.Forward(q, k, v, bm);
-                    (outp * w).sum().backward();
-                    seconds = sw.Elapsed.TotalSeconds;
+                    if (o.Impl == "flex")
+                    {
+                        current?.Dispose();
+                        current = last is null ? BlockMask.Create(mod, L, kvLen, block, block, maxKvTokensPerCall: o.MaxKvTokens) : last.ExtendKv(kvLen);
+                        current.Prepare();                        // the gather indices are part of building
+                        maskSeconds = Math.Min(maskSeconds, sw.Elapsed.TotalSeconds);
+                        sw.Restart();
+                        var outp = FlexAttention.Forward(q, k, v, current);
+                        (outp * w).sum().backward();
+                        seconds = Math.Min(seconds, sw.Elapsed.TotalSeconds);
+                    }
+                    else if (o.Impl == "floor")
+                    {
+                        // Same harness without attention: what every implementation allocates anyway
+                        // (output, out·w, its gradient, dq/dk/dv).
+                        maskSeconds = 0;
+                        var outp = q * 1.0 + (k.sum() + v.sum()) * 0.0;
+                        (outp * w).sum().backward();
+                        seconds = Math.Min(seconds, sw.Elapsed.TotalSeconds);
+                    }
+                    else
+                    {
+                        // The dense baseline gets its best form: an additive mask in the compute dtype
+                        // (SDPA would otherwise convert a bool mask on every call).
+                        var visible = mod.ToDense(L, kvLen);
+                        var dense = zeros(L, kvLen, dtype: o.Dtype).masked_fill_(visible.logical_not(), double.NegativeInfinity);
+                        visible.Dispose();
+                        maskSeconds = Math.Min(maskSeconds, sw.Elapsed.TotalSeconds);
+                        sw.Restart();
+                        DenseSdpa(q, k, v, w, dense, o.PerHead);
+                        seconds = Math.Min(seconds, sw.Elapsed.TotalSeconds);
+                    }
                 }
-                else
-                {
-                    // The dense baseline gets its best form: an additive mask in the compute dtype
-                    // (SDPA would otherwise convert a bool mask on every call).
-                    var visible = mod.ToDense(L, kvLen);
-                    var dense = zeros(L, kvLen, dtype: o.Dtype).masked_fill_(visible.logical_not(), double.NegativeInfinity);
-                    visible.Dispose();
-                    maskSeconds = sw.Elapsed.TotalSeconds;
-                    sw.Restart();
-                    DenseSdpa(q, k, v, w, dense, o.PerHead);
-                    seconds = sw.Elapsed.TotalSeconds;
-                }
+                peakExtra = Math.Max(peakExtra, (Status("VmHWM") - before) / 1024.0);
+                q.grad?.zero_();
+                k.grad?.zero_();
+                v.grad?.zero_();
             }
-            long peak = Status("VmHWM");
-            var r = new StepResult(o.Impl, L, o.Impl == "flex" ? block : 0, step, kvLen, seconds, maskSeconds, (peak - before) / 1024.0, "");
+            var r = new StepResult(o.Impl, L, o.Impl == "flex" ? block : 0, step, kvLen, seconds, maskSeconds, peakExtra, "");
             Console.WriteLine(JsonSerializer.Serialize(r));
-            if (o.Impl == "flex" && step == 0) Console.WriteLine(bm!.ToString());
-            q.grad?.zero_();
+            if (current is not null) Console.WriteLine(current.ToString());
+            last?.Dispose();
+            last = current;
             k.Dispose(); v.Dispose(); w.Dispose();
         }
-        bm?.Dispose();
+        last?.Dispose();
         return 0;
     }
 
