@@ -61,9 +61,12 @@ public static class FlexAttention
             throw new ArgumentException($"q, k, v dtypes differ: {q.dtype}, {k.dtype}, {v.dtype}");
         if (!q.is_floating_point())
             throw new ArgumentException($"q, k, v must be floating point, got {q.dtype}");
-        if (q.device.ToString() != mask.Device.ToString() || k.device.ToString() != mask.Device.ToString() || v.device.ToString() != mask.Device.ToString())
+        if (!SameDevice(q.device, mask.Device) || !SameDevice(k.device, mask.Device) || !SameDevice(v.device, mask.Device))
             throw new ArgumentException($"q ({q.device}), k ({k.device}), v ({v.device}) and the block mask ({mask.Device}) must be on one device");
     }
+
+    /// <summary>Same device, treating an unspecified index ("cuda") as the default one ("cuda:0").</summary>
+    static bool SameDevice(Device a, Device b) => a.type == b.type && (a.type == DeviceType.CPU || Math.Max(a.index, 0) == Math.Max(b.index, 0));
 
     sealed class FlexAttentionFunction : torch.autograd.SingleTensorFunction<FlexAttentionFunction>
     {
