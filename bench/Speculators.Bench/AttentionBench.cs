@@ -82,13 +82,14 @@ public sealed class AttentionBench : IBenchmark
             }
         }
         if (o.Heads % o.KvHeads != 0) throw new ArgumentException("--heads must be a multiple of --kv-heads");
-        if (o.Impl is not ("both" or "flex" or "dense" or "floor")) throw new ArgumentException("--impl: expected both, flex, dense or floor");
+        if (o.Impl is not ("both" or "flex" or "dense")) throw new ArgumentException("--impl: expected both, flex or dense");
         return o;
     }
 
     // ------------------------------------------------------------------ parent
 
-    sealed record StepResult(string Impl, int L, int Block, int Step, long KvLen, double Seconds, double MaskSeconds, double PeakExtraMiB, string Note);
+    sealed record StepResult(string Impl, int L, int Block, int Step, long KvLen, double Seconds, double MaskSeconds, double PeakExtraMiB,
+        double FloorMiB, string Note);
 
     int RunParent(Options o, string[] args)
     {
@@ -102,7 +103,6 @@ public sealed class AttentionBench : IBenchmark
         var results = new List<StepResult>();
         foreach (var L in o.Lengths)
         {
-            results.AddRange(Child(o, "floor", L, 0, perHead: false));
             if (o.Impl is "both" or "flex")
                 foreach (var b in o.Blocks) results.AddRange(Child(o, "flex", L, b, perHead: false));
             if (o.Impl is "both" or "dense")
@@ -116,9 +116,8 @@ public sealed class AttentionBench : IBenchmark
         Console.WriteLine();
         Console.WriteLine("| impl | L | block | step | kv_len | fwd+bwd s | mask build s | peak extra MiB | of which attention-internal MiB | time ÷ dense | memory ÷ dense | internal memory ÷ dense | note |");
         Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-        double Internal(StepResult r) =>
-            r.PeakExtraMiB - (results.FirstOrDefault(x => x.Impl == "floor" && x.L == r.L && x.Step == r.Step)?.PeakExtraMiB ?? 0);
-        foreach (var r in results.Where(r => r.Impl != "floor"))
+        static double Internal(StepResult r) => r.PeakExtraMiB - r.FloorMiB;
+        foreach (var r in results)
         {
             var d = results.FirstOrDefault(x => x.Impl.StartsWith("dense", StringComparison.Ordinal) && x.L == r.L && x.Step == r.Step && x.Note.Length == 0);
             string tr = d is null || r.Note.Length > 0 ? "–" : (r.Seconds / d.Seconds).ToString("F3", CultureInfo.InvariantCulture);
@@ -128,7 +127,7 @@ public sealed class AttentionBench : IBenchmark
                 $"{r.PeakExtraMiB:F0} | {Internal(r):F0} | {tr} | {mr} | {ir} | {r.Note} |");
         }
         foreach (var L in o.Lengths)
-            foreach (var impl in results.Where(r => r.L == L && r.Impl != "floor").Select(r => (r.Impl, r.Block)).Distinct())
+            foreach (var impl in results.Where(r => r.L == L).Select(r => (r.Impl, r.Block)).Distinct())
             {
                 var mine = results.Where(r => r.L == L && r.Impl == impl.Impl && r.Block == impl.Block).ToList();
                 if (mine.Any(r => r.Note.Length > 0)) continue;
@@ -159,6 +158,9 @@ public sealed class AttentionBench : IBenchmark
         if (o.Threads > 0) { psi.ArgumentList.Add("--threads"); psi.ArgumentList.Add(o.Threads.ToString(CultureInfo.InvariantCulture)); }
         if (o.Window is long w) { psi.ArgumentList.Add("--window"); psi.ArgumentList.Add(w.ToString(CultureInfo.InvariantCulture)); }
         if (perHead) psi.ArgumentList.Add("--per-head");
+        // Large buffers always mmapped (no dynamic threshold): freed memory leaves the process, so
+        // RSS follows live memory and peak-RSS deltas are comparable between runs.
+        psi.Environment["MALLOC_MMAP_THRESHOLD_"] = "131072";
         Console.Error.WriteLine($"[bench] {impl} L={L}{(block > 0 ? $" block={block}" : "")} ...");
         using var p = Process.Start(psi)!;
         var stderrTask = p.StandardError.ReadToEndAsync();
@@ -179,7 +181,7 @@ public sealed class AttentionBench : IBenchmark
                 err.Contains("out of memory", StringComparison.OrdinalIgnoreCase) || err.Contains("alloc", StringComparison.OrdinalIgnoreCase)
                     ? "out of memory" : $"failed (exit {p.ExitCode})";
             Console.Error.WriteLine($"  {impl} L={L}: {why}: {err.Split('\n').FirstOrDefault(s => s.Length > 0)}");
-            results.Add(new StepResult(impl, L, block, results.Count, (results.Count + 1L) * L, 0, 0, 0, why));
+            results.Add(new StepResult(impl, L, block, results.Count, (results.Count + 1L) * L, 0, 0, 0, 0, why));
         }
         return results;
     }
@@ -202,6 +204,7 @@ public sealed class AttentionBench : IBenchmark
             var v = randn(1, o.KvHeads, kvLen, o.HeadDim).to(o.Dtype).requires_grad_(true);
             var w = randn(1, o.Heads, L, o.HeadDim).to(o.Dtype);
             double maskSeconds = double.MaxValue, seconds = double.MaxValue, peakExtra = 0;
+            double floor = Floor(q, k, v, w);
             BlockMask? current = null;
             for (int rep = 0; rep < o.Reps; rep++)
             {
@@ -219,15 +222,6 @@ public sealed class AttentionBench : IBenchmark
                         maskSeconds = Math.Min(maskSeconds, sw.Elapsed.TotalSeconds);
                         sw.Restart();
                         var outp = FlexAttention.Forward(q, k, v, current);
-                        (outp * w).sum().backward();
-                        seconds = Math.Min(seconds, sw.Elapsed.TotalSeconds);
-                    }
-                    else if (o.Impl == "floor")
-                    {
-                        // Same harness without attention: what every implementation allocates anyway
-                        // (output, out·w, its gradient, dq/dk/dv).
-                        maskSeconds = 0;
-                        var outp = q * 1.0 + (k.sum() + v.sum()) * 0.0;
                         (outp * w).sum().backward();
                         seconds = Math.Min(seconds, sw.Elapsed.TotalSeconds);
                     }
@@ -249,7 +243,7 @@ public sealed class AttentionBench : IBenchmark
                 k.grad?.zero_();
                 v.grad?.zero_();
             }
-            var r = new StepResult(o.Impl, L, o.Impl == "flex" ? block : 0, step, kvLen, seconds, maskSeconds, peakExtra, "");
+            var r = new StepResult(o.Impl, L, o.Impl == "flex" ? block : 0, step, kvLen, seconds, maskSeconds, peakExtra, floor, "");
             Console.WriteLine(JsonSerializer.Serialize(r));
             if (current is not null) Console.WriteLine(current.ToString());
             last?.Dispose();
@@ -258,6 +252,27 @@ public sealed class AttentionBench : IBenchmark
         }
         last?.Dispose();
         return 0;
+    }
+
+    /// <summary>
+    /// Peak extra memory of the same harness with attention replaced by an identity: what every
+    /// implementation allocates anyway (output, out·w, its gradient, dq/dk/dv).
+    /// </summary>
+    static double Floor(Tensor q, Tensor k, Tensor v, Tensor w)
+    {
+        GC.Collect();
+        ResetPeak();
+        long before = Status("VmRSS");
+        using (var scope = NewDisposeScope())
+        {
+            var outp = q * 1.0 + (k.sum() + v.sum()) * 0.0;
+            (outp * w).sum().backward();
+        }
+        double mib = (Status("VmHWM") - before) / 1024.0;
+        q.grad?.zero_();
+        k.grad?.zero_();
+        v.grad?.zero_();
+        return mib;
     }
 
     /// <summary>Dense masked SDPA: K/V repeated to every query head (SDPA has no GQA), [L, kv_len] additive mask.</summary>
