@@ -74,3 +74,41 @@ public class TttForwardTests
         foreach (var t in sparseGrads.Values.Concat(denseGrads.Values)) t.Dispose();
     }
 }
+
+/// <summary>bf16 compute with fp32 masters: the same forward inside an <see cref="Autocast"/> region.</summary>
+public class TttAutocastTests
+{
+    public TttAutocastTests() => E3TrainFixtures.SingleThreaded();
+
+    [Fact]
+    public void Bf16AutocastMatchesFp32WithinRoundingAndGradientsReachTheMasters()
+    {
+        using var scope = NewDisposeScope();
+        using var draft = E3TrainFixtures.Draft(Eagle3LayerStyle.Qwen3, normOutput: true, dtype: ScalarType.Float32);
+        using var batch = E3TrainFixtures.Batch([12, 7], 21, seed: 8, dtype: ScalarType.Float32, blockSize: 8);
+        var options = new Eagle3TttOptions { Steps = 2 };
+        using var fp32 = Eagle3TttForward.Run(draft, batch, options);
+        fp32.Loss.backward();
+        var g32 = E3TrainFixtures.TakeGradients(draft);
+        Eagle3TttResult bf16;
+        using (Autocast.Enter(ScalarType.BFloat16))
+        {
+            bf16 = Eagle3TttForward.Run(draft, batch, options);
+            bf16.Loss.backward();
+        }
+        using (bf16)
+        {
+            var g16 = E3TrainFixtures.TakeGradients(draft);
+            double a = fp32.Loss.item<float>(), b = bf16.Loss.to(ScalarType.Float32).item<float>();
+            Assert.True(Math.Abs(a - b) < 0.03 * a, $"fp32 loss {a}, bf16 loss {b}");
+            Assert.NotEqual(a, b);   // the matmuls did run in bf16
+            Assert.Equal(ScalarType.Float32, draft.fc.weight.grad!.dtype);
+            foreach (var name in new[] { "fc.weight", "layers.0.self_attn.q_proj.weight", "layers.0.mlp.down_proj.weight" })
+            {
+                double scale = E3TrainFixtures.MaxAbs(g32[name]);
+                Assert.True(scale > 0);
+                Assert.True(E3TrainFixtures.MaxAbs(g16[name] - g32[name]) < 0.1 * scale, $"{name}: bf16 gradient too far from fp32");
+            }
+        }
+    }
+}
