@@ -26,16 +26,22 @@ public sealed class TrainCommand : ICliVerb
         cmd.Options.Add(config);
         cmd.Options.Add(dump);
 
-        var options = new List<(RunParameter Param, Option Option)>();
+        var options = new List<(RunParameter Param, Option<string[]> Option)>();
         foreach (var p in RunParameters.All)
         {
-            Option opt = p.Kind switch
+            // string[] everywhere: a repeated flag is allowed and the last one wins (as with argparse).
+            var opt = new Option<string[]>(p.Flag, p.Aliases ?? [])
             {
-                RunValueKind.Bool => new Option<string?>(p.Flag, p.Aliases ?? []) { Arity = ArgumentArity.ZeroOrOne, HelpName = "true|false" },
-                RunValueKind.IntList => new Option<string[]>(p.Flag, p.Aliases ?? []) { Arity = ArgumentArity.OneOrMore, AllowMultipleArgumentsPerToken = true, HelpName = "IDS" },
-                RunValueKind.Int => new Option<string>(p.Flag, p.Aliases ?? []) { HelpName = "INT" },
-                RunValueKind.Double => new Option<string>(p.Flag, p.Aliases ?? []) { HelpName = "FLOAT" },
-                _ => new Option<string>(p.Flag, p.Aliases ?? []) { HelpName = HelpNameOf(p) },
+                Arity = p.Kind == RunValueKind.Bool ? ArgumentArity.ZeroOrMore : ArgumentArity.OneOrMore,
+                AllowMultipleArgumentsPerToken = p.Kind == RunValueKind.IntList,
+                HelpName = p.Kind switch
+                {
+                    RunValueKind.Bool => "true|false",
+                    RunValueKind.IntList => "IDS",
+                    RunValueKind.Int => "INT",
+                    RunValueKind.Double => "FLOAT",
+                    _ => HelpNameOf(p),
+                },
             };
             opt.Description = $"{p.Help} [default: {p.DefaultText}]";
             cmd.Options.Add(opt);

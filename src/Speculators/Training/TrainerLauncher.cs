@@ -20,10 +20,11 @@ public static class TrainerLauncher
     {
         group ??= SingleProcessGroup.Instance;
         var options = config.ToOptions();
-        var factory = TrainingAlgorithms.Find(options.SpeculatorType);
-        // The trainer parses the Eagle-3 flags, so it resolves them too (verifier directory, aux ids, vocabulary mapping).
-        if (factory.Name == "eagle3")
+        // The trainer parses the Eagle-3 flags, so it resolves them too (verifier directory, aux ids, vocabulary
+        // mapping), rejecting mismatches before anything is built.
+        if (string.Equals(options.SpeculatorType, "eagle3", StringComparison.OrdinalIgnoreCase))
             options = options with { Eagle3 = options.Eagle3.Resolve(options.DataPath, config.ExplicitKeys) };
+        var factory = TrainingAlgorithms.Find(options.SpeculatorType);
 
         var device = Devices.Parse(options.Device);
         if (options.NumThreads is int threads) torch.set_num_threads(threads);
