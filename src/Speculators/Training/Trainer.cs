@@ -185,12 +185,15 @@ public sealed partial class Trainer
             }
             else
             {
+                if (reason == TrainStopReason.Interrupted)
+                {
+                    // Stopped right after the epoch's last step: the next run starts the next epoch (validation of this one is skipped).
+                    SaveCheckpoint(epoch, 0, "interrupted");
+                    break;
+                }
                 bool last = epoch == _options.Epochs - 1 || reason == TrainStopReason.MaxSteps;
                 if (!_options.SaveBest && (EpochSaveDue(epoch) || last))
                     SaveCheckpoint(epoch, 0, "epoch_end");
-                else if (reason == TrainStopReason.Interrupted)
-                    SaveCheckpoint(epoch, 0, "interrupted");
-                if (reason == TrainStopReason.Interrupted) break;
             }
 
             var val = Validate(epoch, stop);
