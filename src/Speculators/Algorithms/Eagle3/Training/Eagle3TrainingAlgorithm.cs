@@ -1,4 +1,3 @@
-using System.Globalization;
 using Speculators.Data;
 using Speculators.Distributed;
 using Speculators.Formats;
@@ -130,19 +129,27 @@ public sealed class Eagle3TrainingAlgorithm : ITrainingAlgorithm
             var specProblems = Eagle3TrainingChecks.ProviderProblems(draft, spec);
             if (specProblems.Count > 0)
                 throw new SpeculatorsException($"the hidden states at {settings.StoreDirectory} do not fit the draft:\n  " + string.Join("\n  ", specProblems));
-            CheckStorePresence(settings, data, group);
+            var onMissing = settings.OnMissing;
+            long missing = CountMissingFiles(settings, data, group);
+            if (onMissing == OnMissing.Generate && missing == 0)
+            {
+                // Every row has a file: the verifier would never run, so it is not loaded (files that turn out invalid
+                // are skipped, never regenerated, as with any --on-missing policy).
+                onMissing = OnMissing.Raise;
+                if (group.Rank == 0) Log.Info($"eagle3: every row has a hidden-state file in {settings.StoreDirectory}; the verifier is not loaded for generation.");
+            }
 
             HiddenStateGenerator? generator = null;
-            if (settings.OnMissing == OnMissing.Generate)
+            if (onMissing == OnMissing.Generate)
             {
                 var verifierModel = CausalLM.LoadFromDirectory(verifierDir, spec.DType, device);
                 generator = new HiddenStateGenerator(verifierModel, spec, settings.GenerateBatchTokens, ownsModel: true);
             }
             var provider = new HiddenStateProvider(data, spec, new HiddenStateProviderOptions
             {
-                StoreDirectory = settings.OnMissing == OnMissing.Generate && !Directory.Exists(settings.StoreDirectory) && settings.OnGenerate == OnGenerate.Delete
+                StoreDirectory = onMissing == OnMissing.Generate && !Directory.Exists(settings.StoreDirectory) && settings.OnGenerate == OnGenerate.Delete
                     ? null : settings.StoreDirectory,
-                OnMissing = settings.OnMissing,
+                OnMissing = onMissing,
                 OnGenerate = settings.OnGenerate,
                 Verifier = identity,
                 MaxConcurrentReads = settings.MaxConcurrentReads,
@@ -165,31 +172,37 @@ public sealed class Eagle3TrainingAlgorithm : ITrainingAlgorithm
     }
 
     /// <summary>
-    /// <c>--on-missing raise</c>: every row's file must exist before training starts (the first few missing paths are
-    /// named). <c>skip</c>/<c>warn</c>: the number of rows without a file is logged.
+    /// Rows without a hidden-state file. <c>--on-missing raise</c>: there must be none (the first few paths are named);
+    /// <c>skip</c>/<c>warn</c>: their number is logged; <c>generate</c>: they are generated when first needed.
     /// </summary>
-    static void CheckStorePresence(Eagle3TrainingSettings s, PreparedDataset data, IProcessGroup group)
+    static long CountMissingFiles(Eagle3TrainingSettings s, PreparedDataset data, IProcessGroup group)
     {
-        if (s.OnMissing == OnMissing.Generate) return;
         string dir = s.StoreDirectory;
+        string policy = s.OnMissing.ToString().ToLowerInvariant();
         if (!Directory.Exists(dir))
+        {
+            if (s.OnMissing == OnMissing.Generate) return data.Count;
             throw new SpeculatorsException(
-                $"--hidden-states-path {dir} does not exist and --on-missing is {s.OnMissing.ToString().ToLowerInvariant()}; run `speculators datagen` first or use --on-missing generate.");
-        var missing = new List<string>();
+                $"--hidden-states-path {dir} does not exist and --on-missing is {policy}; run `speculators datagen` first or use --on-missing generate.");
+        }
+        var examples = new List<string>();
         long count = 0;
         for (long i = 0; i < data.Count; i++)
         {
-            string path = Path.Combine(dir, $"hs_{i.ToString(CultureInfo.InvariantCulture)}.safetensors");
+            string path = HiddenStateFile.PathFor(dir, i);
             if (File.Exists(path)) continue;
             count++;
-            if (missing.Count < 5) missing.Add(path);
+            if (examples.Count < 5) examples.Add(path);
         }
-        if (count == 0) return;
+        if (count == 0) return 0;
         if (s.OnMissing == OnMissing.Raise)
             throw new SpeculatorsException(
-                $"{count} of {data.Count} rows have no hidden-state file (--on-missing raise), e.g. {string.Join(", ", missing)}.");
+                $"{count} of {data.Count} rows have no hidden-state file (--on-missing raise), e.g. {string.Join(", ", examples)}.");
         if (group.Rank == 0)
-            Log.Warn($"{count} of {data.Count} rows have no hidden-state file in {dir}; they are skipped (--on-missing {s.OnMissing.ToString().ToLowerInvariant()}).");
+            Log.Warn(s.OnMissing == OnMissing.Generate
+                ? $"{count} of {data.Count} rows have no hidden-state file in {dir}; the verifier generates them when needed (--on-generate {s.OnGenerate.ToString().ToLowerInvariant()})."
+                : $"{count} of {data.Count} rows have no hidden-state file in {dir}; they are skipped (--on-missing {policy}).");
+        return count;
     }
 
     public string Name => "eagle3";
