@@ -146,18 +146,42 @@ public class AlgorithmTests
         Assert.Equal(E3TrainFixtures.AuxIds, cfg.AuxLayerIds);
         Assert.Equal(E3TrainFixtures.DraftVocab, cfg.DraftVocabSize);
 
+        // The same weights as a Python-style checkpoint: layer 0 under ModelOpt's 'midlayer.' names, no embedding
+        // (speculators takes it from the verifier).
+        string python = dir.File("python");
+        Directory.CreateDirectory(python);
+        File.Copy(Path.Combine(ckpt, "config.json"), Path.Combine(python, "config.json"));
+        using (var st = SafeTensorsFile.Open(Path.Combine(ckpt, "model.safetensors")))
+        {
+            var all = st.LoadAll(k => k != "embed_tokens.weight");
+            SafeTensorsWriter.Save(Path.Combine(python, "model.safetensors"),
+                all.Select(kv => KeyValuePair.Create(kv.Key.Replace("layers.0.", "midlayer.", StringComparison.Ordinal), kv.Value)));
+            foreach (var t in all.Values) t.Dispose();
+        }
+
         // LoadModel puts the saved (bf16) weights into a fresh run; --from-pretrained starts from them too.
         using var fresh = E3DiskFixture.Create(E3DiskFixture.Settings() with { Seed = 99 });
         fresh.LoadModel(ckpt);
         using var pretrained = E3DiskFixture.Create(E3DiskFixture.Settings() with { FromPretrained = ckpt, Seed = 99 });
+        using var fromPython = E3DiskFixture.Create(E3DiskFixture.Settings() with { Seed = 98 });
+        fromPython.LoadModel(python);
         foreach (var (name, p) in alg.Draft.StateDictForSaving())
         {
             using var expected = p.is_floating_point() ? p.detach().to(ScalarType.BFloat16).to(p.dtype) : p.detach().clone();
-            var a = fresh.Draft.StateDictForSaving().Single(kv => kv.Key == name).Value;
-            var b = pretrained.Draft.StateDictForSaving().Single(kv => kv.Key == name).Value;
-            Assert.True(a.eq(expected).all().item<bool>(), $"LoadModel: {name}");
-            Assert.True(b.eq(expected).all().item<bool>(), $"--from-pretrained: {name}");
+            foreach (var (what, run) in new[] { ("LoadModel", fresh), ("--from-pretrained", pretrained), ("Python names", fromPython) })
+            {
+                var got = run.Draft.StateDictForSaving().Single(kv => kv.Key == name).Value;
+                // The embedding is frozen: the Python-style file has none, so it comes from the verifier (fp32, not rounded).
+                var want = what == "Python names" && name == "embed_tokens.weight" ? p.detach() : expected;
+                Assert.True(got.eq(want).all().item<bool>(), $"{what}: {name}");
+            }
         }
+        // A checkpoint trained with other flags is refused, naming the flag.
+        var other = SpeculatorModelConfig.Load<Eagle3SpeculatorConfig>(ckpt);
+        other.NormOutput = false;
+        other.Save(python);
+        var error = Assert.Throws<SpeculatorsException>(() => fresh.LoadModel(python));
+        Assert.Contains("norm_output: checkpoint false, run true", error.Message);
     }
 
     [Fact]
