@@ -129,7 +129,8 @@ public sealed record Eagle3TrainingSettings
     {
         if (string.IsNullOrWhiteSpace(VerifierDirectory)) throw new SpeculatorsException("--verifier-name-or-path is required for Eagle-3 training.");
         if (string.IsNullOrWhiteSpace(DataPath)) throw new SpeculatorsException("--data-path is required for Eagle-3 training.");
-        if (TotalSeqLen < 2) throw new SpeculatorsException($"--total-seq-len must be at least 2, found {TotalSeqLen}.");
+        if (TotalSeqLen <= TttSteps)
+            throw new SpeculatorsException($"--total-seq-len ({TotalSeqLen}) must be larger than --ttt-steps ({TttSteps}): step k scores positions k..L-1.");
         if (AttentionBlockSize < 1) throw new SpeculatorsException($"attention block size must be positive, found {AttentionBlockSize}.");
         if (GenerateBatchTokens < 1) throw new SpeculatorsException($"generation batch tokens must be positive, found {GenerateBatchTokens}.");
         if (!(NoiseStd >= 0) || double.IsInfinity(NoiseStd)) throw new SpeculatorsException($"--noise-std must be a finite number >= 0, found {NoiseStd}.");

@@ -40,6 +40,38 @@ public class TrainCliTests
         Assert.Equal(0, v.ExitCode);
     }
 
+    [Fact]
+    public void DryRunsWriteTheRequestedDraftShape()
+    {
+        using var dir = new TempDir();
+        string[] Common(string save) =>
+        [
+            "train", "--speculator-type", "eagle3", "--verifier-name-or-path", E3DiskFixture.ModelDir, "--data-path", E3DiskFixture.DataDir,
+            "--save-path", save, "--on-missing", "raise", "--total-seq-len", "40", "--num-threads", "1", "--dry-run",
+        ];
+        // --vllm-compat classic: every norm flag false, llama layers, 3 aux ids (the verifier's defaults for N = 4).
+        CliRunner.Ok([.. Common(dir.File("classic")), "--vllm-compat", "classic", "--target-layer-ids", "1,2,3"]);
+        var classic = SpeculatorModelConfig.Load<Speculators.Algorithms.Eagle3.Eagle3SpeculatorConfig>(dir.File("classic", "dry_run"));
+        Assert.False(classic.NormBeforeResidual || classic.NormBeforeFc || classic.FcNorm || classic.NormOutput);
+        Assert.Equal("llama", classic.TransformerLayerConfig!.ModelType);
+        Assert.True(SpeculatorsCheckpoint.Validate(dir.File("classic", "dry_run"), E3DiskFixture.ModelDir).IsValid);
+        // qwen3 layers, two of them, sliding windows, 2 TTT steps.
+        CliRunner.Ok([.. Common(dir.File("qwen")), "--draft-arch", "qwen3", "--num-layers", "2", "--sliding-window", "16", "--ttt-steps", "2",
+            "--target-layer-ids", "1,2,3"]);
+        var qwen = SpeculatorModelConfig.Load<Speculators.Algorithms.Eagle3.Eagle3SpeculatorConfig>(dir.File("qwen", "dry_run"));
+        Assert.Equal("qwen3", qwen.TransformerLayerConfig!.ModelType);
+        Assert.True(qwen.NormBeforeResidual && qwen.NormBeforeFc && qwen.NormOutput && !qwen.FcNorm);
+        var dc = qwen.ResolveDecoderConfig();
+        Assert.Equal(2, dc.NumLayers);
+        Assert.Equal(16, dc.SlidingWindowFor(1));
+        Assert.Equal(2, qwen.SpeculativeTokens);
+        // A mismatch stops the run before anything is built, naming the values.
+        var bad = CliRunner.Run([.. Common(dir.File("bad")), "--target-layer-ids", "1,2,5"]);
+        Assert.NotEqual(0, bad.ExitCode);
+        Assert.Contains("5", bad.Stderr);
+        Assert.False(Directory.Exists(dir.File("bad", "dry_run")));
+    }
+
     static string WriteMapping(TempDir dir, out string t2dPath)
     {
         var m = E3TrainFixtures.Mapping();
