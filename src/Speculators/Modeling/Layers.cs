@@ -38,7 +38,9 @@ public sealed class Linear : nn.Module<Tensor, Tensor>
     {
         if (x.shape[^1] != InFeatures)
             throw new SpeculatorsException($"linear layer expects {InFeatures} input features, got a tensor of shape [{string.Join(", ", x.shape)}].");
-        return F.linear(x, weight, bias);
+        // Inside a training Autocast region this computes in the compute dtype (bf16) against the fp32 masters;
+        // outside one it is exactly F.linear (inference is unaffected).
+        return Training.Autocast.Linear(x, weight, bias);
     }
 }
 

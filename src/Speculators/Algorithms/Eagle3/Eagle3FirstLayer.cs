@@ -16,7 +16,7 @@ public sealed class Eagle3FirstLayer : nn.Module<Tensor, Tensor, Tensor, IAttent
 #pragma warning disable IDE1006 // field names are checkpoint keys
     public RMSNorm input_layernorm;
     public RMSNorm hidden_norm;
-    public Attention self_attn;
+    public Modeling.Attention self_attn;
     public RMSNorm post_attention_layernorm;
     public Mlp mlp;
 #pragma warning restore IDE1006
@@ -30,7 +30,7 @@ public sealed class Eagle3FirstLayer : nn.Module<Tensor, Tensor, Tensor, IAttent
         NormBeforeResidual = normBeforeResidual;
         input_layernorm = new RMSNorm(c.HiddenSize, c.RmsNormEps, dtype, device);
         hidden_norm = new RMSNorm(c.HiddenSize, c.RmsNormEps, dtype, device);
-        self_attn = new Attention(new AttentionOptions
+        self_attn = new Modeling.Attention(new AttentionOptions
         {
             InFeatures = 2 * c.HiddenSize,
             OutFeatures = c.HiddenSize,
