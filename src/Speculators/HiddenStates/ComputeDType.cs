@@ -6,7 +6,7 @@ namespace Speculators.HiddenStates;
 /// <summary>
 /// Which dtype the verifier computes in. bf16 storage does not require bf16 arithmetic: on a CPU without native
 /// bf16 instructions (no AVX512_BF16/AMX) libtorch emulates bf16 matmuls far slower than fp32 (measured on an
-/// AVX2-only EPYC: ~0.5 vs ~20 GFLOP/s under load, bench/RESULTS.datagen.md), so there the verifier runs in float32
+/// AVX2-only EPYC: ~0.5 vs ~20 GFLOP/s under load, bench/RESULTS.md), so there the verifier runs in float32
 /// and the states are rounded to bf16 once, when stored (which is also the more accurate result). The hardware probe
 /// is <see cref="Precision.HasFastBf16"/>, shared with training.
 /// </summary>

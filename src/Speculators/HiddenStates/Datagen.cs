@@ -335,7 +335,9 @@ public static class HiddenStateDatagen
                     data.CopyInputIds(row, ids);
                     return new GenerationRequest(row, n == ids.Length ? ids : ids[..n]);
                 }).ToList();
-                var batch = generator.RunBatch(requests);
+                HiddenStateSample[] batch;
+                // The writer task allocates while this thread prefills: keep GCs out of the native calls (TorchGcFence).
+                using (TorchGcFence.Enter()) batch = generator.RunBatch(requests);
                 try
                 {
                     queue.Writer.WriteAsync(batch, stop.Token).AsTask().GetAwaiter().GetResult();

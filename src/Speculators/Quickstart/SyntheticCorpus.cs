@@ -32,6 +32,13 @@ public static class SyntheticCorpus
 
     const int HeldOutBuckets = 8; // 1 in 8 instance keys is reserved for evaluation
 
+    /// <summary>
+    /// The order training examples cycle through: the tasks that need more than memorizing a template (adding, reversing)
+    /// come twice per cycle, so the few minutes of target training go where the model has most to learn. Held-out
+    /// prompts cycle through <see cref="Tasks"/> evenly.
+    /// </summary>
+    public static readonly IReadOnlyList<string> TrainingRotation = ["add", "reverse", "convert", "add", "reverse", "spell", "count", "story"];
+
     static readonly string[] Words =
     [
         "apple", "river", "stone", "cloud", "tiger", "lamp", "garden", "pencil", "mirror", "rocket",
@@ -59,7 +66,7 @@ public static class SyntheticCorpus
         var rng = new SplitMix64(seed ^ (heldOut ? 0x5EEDF00Dul : 0ul));
         var result = new List<SyntheticExample>(count);
         var seen = new HashSet<string>(StringComparer.Ordinal);
-        var tasks = Tasks.ToList();
+        var tasks = (heldOut ? Tasks : TrainingRotation).ToList();
         var misses = new int[Tasks.Count];
         int turn = 0;
         while (result.Count < count)
@@ -73,7 +80,7 @@ public static class SyntheticCorpus
             {
                 // A small task (e.g. spelling) runs out of distinct held-out prompts: leave it
                 // out of the rotation and fill the set with the other tasks.
-                if (++misses[ti] > 2000) tasks.Remove(task);
+                if (++misses[ti] > 2000) tasks.RemoveAll(t => t == task);
                 continue;
             }
             misses[ti] = 0;
@@ -105,7 +112,7 @@ public static class SyntheticCorpus
                     1 => $"Add {a} and {b}.",
                     _ => $"Compute {a} plus {b}.",
                 };
-                return ($"add:{a}:{b}", new(task, prompt, $"{a} + {b} = {a + b}."));
+                return ($"add:{a}:{b}", new(task, prompt, AdditionAnswer(a, b)));
             }
             case "reverse":
             {
@@ -152,6 +159,20 @@ public static class SyntheticCorpus
             default:
                 throw new ArgumentOutOfRangeException(nameof(task), task, "unknown synthetic task");
         }
+    }
+
+    /// <summary>
+    /// The worked answer to <c>a + b</c> (both below 100), column by column as taught in school:
+    /// <c>75 + 97: ones 5 + 7 = 12, write 2, carry 1; tens 7 + 9 + 1 = 17. So 75 + 97 = 172.</c> Written out, each
+    /// step is a one-digit sum a small model learns from a few thousand examples; the bare result is not.
+    /// </summary>
+    public static string AdditionAnswer(int a, int b)
+    {
+        if (a is < 0 or > 99 || b is < 0 or > 99) throw new ArgumentOutOfRangeException(nameof(a), "operands are below 100");
+        int ones = a % 10 + b % 10, carry = ones / 10;
+        string onesStep = carry == 0 ? $"ones {a % 10} + {b % 10} = {ones}" : $"ones {a % 10} + {b % 10} = {ones}, write {ones % 10}, carry 1";
+        string tensStep = $"tens {a / 10} + {b / 10}" + (carry == 0 ? "" : " + 1") + $" = {a / 10 + b / 10 + carry}";
+        return $"{a} + {b}: {onesStep}; {tensStep}. So {a} + {b} = {a + b}.";
     }
 
     static List<string> PickDistinct(ref SplitMix64 rng, string[] pool, int n)

@@ -365,6 +365,8 @@ public sealed partial class Trainer
     double TrainStep(ITrainingBatch batch, int epoch, int localStep, int steps, double fetchMs, StepProfile profile)
     {
         var clock = Stopwatch.StartNew();
+        // The prefetcher collates the next batches on another thread meanwhile: no GC may land inside a native call here.
+        using var fence = TorchGcFence.Enter();
         using var scope = torch.NewDisposeScope();
         foreach (var o in _optimizers) o.ZeroGrad();
 

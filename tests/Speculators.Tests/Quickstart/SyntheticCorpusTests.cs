@@ -12,7 +12,8 @@ public class SyntheticCorpusTests
         var b = SyntheticCorpus.Generate(600, 7, heldOut: false);
         Assert.Equal(a, b);
         Assert.NotEqual(a, SyntheticCorpus.Generate(600, 8, heldOut: false));
-        foreach (var task in SyntheticCorpus.Tasks) Assert.Equal(100, a.Count(e => e.Task == task));
+        // training data follows the rotation: 600 / 8 = 75 cycles, adding and reversing twice per cycle
+        foreach (var task in SyntheticCorpus.Tasks) Assert.Equal(75 * SyntheticCorpus.TrainingRotation.Count(t => t == task), a.Count(e => e.Task == task));
         var held = SyntheticCorpus.Generate(300, 7, heldOut: true);
         foreach (var task in SyntheticCorpus.Tasks) Assert.Contains(held, e => e.Task == task);
     }
@@ -36,7 +37,8 @@ public class SyntheticCorpusTests
                 case "add":
                 {
                     var n = Regex.Matches(e.Prompt, @"\d+").Select(m => int.Parse(m.Value)).ToArray();
-                    Assert.Equal($"{n[0]} + {n[1]} = {n[0] + n[1]}.", e.Answer);
+                    Assert.EndsWith($"So {n[0]} + {n[1]} = {n[0] + n[1]}.", e.Answer);
+                    Assert.Equal(e.Answer, SyntheticCorpus.AdditionAnswer(n[0], n[1]));
                     break;
                 }
                 case "reverse":
@@ -79,6 +81,13 @@ public class SyntheticCorpusTests
             Assert.False(e.IsCorrect(e.Answer + " extra"));
         }
     }
+
+    [Theory]
+    [InlineData(21, 30, "21 + 30: ones 1 + 0 = 1; tens 2 + 3 = 5. So 21 + 30 = 51.")]
+    [InlineData(75, 97, "75 + 97: ones 5 + 7 = 12, write 2, carry 1; tens 7 + 9 + 1 = 17. So 75 + 97 = 172.")]
+    [InlineData(56, 9, "56 + 9: ones 6 + 9 = 15, write 5, carry 1; tens 5 + 0 + 1 = 6. So 56 + 9 = 65.")]
+    [InlineData(0, 0, "0 + 0: ones 0 + 0 = 0; tens 0 + 0 = 0. So 0 + 0 = 0.")]
+    public void AdditionIsWorkedColumnByColumn(int a, int b, string expected) => Assert.Equal(expected, SyntheticCorpus.AdditionAnswer(a, b));
 
     [Fact]
     public void RepetitionDetectsLoopsAndUnfinishedResponses()
