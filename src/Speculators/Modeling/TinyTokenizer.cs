@@ -196,10 +196,20 @@ public sealed class TinyTokenizer
     }
 
     /// <summary>The <c>tokenizer_config.json</c> text: ChatML template, eos <c>&lt;|im_end|&gt;</c>, pad <c>&lt;|endoftext|&gt;</c>, no BOS.</summary>
-    public string TokenizerConfigJson(int modelMaxLength)
+    public string TokenizerConfigJson(int modelMaxLength) =>
+        ChatMlTokenizerConfigJson(Specials.Select(kv => (kv.Key, kv.Value)), ChatTemplate, modelMaxLength);
+
+    /// <summary>
+    /// <c>tokenizer_config.json</c> as transformers writes it for a fast ChatML tokenizer without BOS (eos
+    /// <c>&lt;|im_end|&gt;</c>, pad <c>&lt;|endoftext|&gt;</c>): shared by the test-model factory and the quickstart's tokenizer.
+    /// </summary>
+    /// <param name="specials">the special tokens and their ids</param>
+    /// <param name="additionalSpecialTokens">written as <c>additional_special_tokens</c> when given</param>
+    public static string ChatMlTokenizerConfigJson(IEnumerable<(string Token, int Id)> specials, string chatTemplate, int modelMaxLength,
+        IReadOnlyList<string>? additionalSpecialTokens = null)
     {
         var decoder = new JsonObject();
-        foreach (var (tok, id) in Specials.OrderBy(kv => kv.Value))
+        foreach (var (tok, id) in specials.OrderBy(s => s.Id))
         {
             var t = AddedToken(id, tok);
             t.Remove("id");
@@ -211,17 +221,19 @@ public sealed class TinyTokenizer
             ["add_eos_token"] = false,
             ["add_prefix_space"] = false,
             ["added_tokens_decoder"] = decoder,
-            ["bos_token"] = null,
-            ["chat_template"] = ChatTemplate,
-            ["clean_up_tokenization_spaces"] = false,
-            ["eos_token"] = ImEnd,
-            ["errors"] = "replace",
-            ["model_max_length"] = modelMaxLength,
-            ["pad_token"] = EndOfText,
-            ["split_special_tokens"] = false,
-            ["tokenizer_class"] = "PreTrainedTokenizerFast",
-            ["unk_token"] = null,
         };
+        if (additionalSpecialTokens != null)
+            root["additional_special_tokens"] = new JsonArray(additionalSpecialTokens.Select(t => (JsonNode)JsonValue.Create(t)!).ToArray());
+        root["bos_token"] = null;
+        root["chat_template"] = chatTemplate;
+        root["clean_up_tokenization_spaces"] = false;
+        root["eos_token"] = ImEnd;
+        root["errors"] = "replace";
+        root["model_max_length"] = modelMaxLength;
+        root["pad_token"] = EndOfText;
+        root["split_special_tokens"] = false;
+        root["tokenizer_class"] = "PreTrainedTokenizerFast";
+        root["unk_token"] = null;
         return root.ToJsonString(Indented) + "\n";
     }
 

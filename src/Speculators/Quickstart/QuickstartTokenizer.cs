@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Speculators.Modeling;
 using Speculators.Text;
 using Speculators.Util;
 
@@ -15,27 +16,19 @@ namespace Speculators.Quickstart;
 /// </summary>
 public static class QuickstartTokenizer
 {
-    public const string EndOfText = "<|endoftext|>";
-    public const string ImStart = "<|im_start|>";
-    public const string ImEnd = "<|im_end|>";
+    public const string EndOfText = TinyTokenizer.EndOfText;
+    public const string ImStart = TinyTokenizer.ImStart;
+    public const string ImEnd = TinyTokenizer.ImEnd;
 
     /// <summary>Special tokens in id order after the learned vocabulary.</summary>
     public static readonly IReadOnlyList<string> SpecialTokens = [EndOfText, ImStart, ImEnd];
 
     /// <summary>
     /// ChatML (as Qwen2 writes it), with the assistant content and its end tag inside <c>{% generation %}</c>: the
-    /// tokens a model must learn to produce, including the stop token, are exactly the generation span.
+    /// tokens a model must learn to produce, including the stop token, are exactly the generation span. The same
+    /// template as the test-model factory's.
     /// </summary>
-    public const string ChatTemplate =
-        "{%- for message in messages %}" +
-        "{{- '<|im_start|>' + message['role'] + '\\n' }}" +
-        "{%- if message['role'] == 'assistant' %}" +
-        "{% generation %}{{- message['content'] + '<|im_end|>' }}{% endgeneration %}{{- '\\n' }}" +
-        "{%- else %}" +
-        "{{- message['content'] + '<|im_end|>' + '\\n' }}" +
-        "{%- endif %}" +
-        "{%- endfor %}" +
-        "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
+    public const string ChatTemplate = TinyTokenizer.ChatTemplate;
 
     static readonly JsonSerializerOptions Indented = new() { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
@@ -63,42 +56,8 @@ public static class QuickstartTokenizer
         tok.TokenToId(token) ?? throw new SpeculatorsException($"the trained tokenizer lacks the special token {token}.");
 
     /// <summary>tokenizer_config.json as transformers writes it for a fast tokenizer without BOS.</summary>
-    public static string TokenizerConfigJson(HfTokenizer tok, int modelMaxLength)
-    {
-        var decoder = new JsonObject();
-        foreach (string s in SpecialTokens)
-        {
-            int id = Id(tok, s);
-            decoder[id.ToString(CultureInfo.InvariantCulture)] = new JsonObject
-            {
-                ["content"] = s,
-                ["lstrip"] = false,
-                ["normalized"] = false,
-                ["rstrip"] = false,
-                ["single_word"] = false,
-                ["special"] = true,
-            };
-        }
-        var root = new JsonObject
-        {
-            ["add_bos_token"] = false,
-            ["add_eos_token"] = false,
-            ["add_prefix_space"] = false,
-            ["added_tokens_decoder"] = decoder,
-            ["additional_special_tokens"] = new JsonArray(ImStart, ImEnd),
-            ["bos_token"] = null,
-            ["chat_template"] = ChatTemplate,
-            ["clean_up_tokenization_spaces"] = false,
-            ["eos_token"] = ImEnd,
-            ["errors"] = "replace",
-            ["model_max_length"] = modelMaxLength,
-            ["pad_token"] = EndOfText,
-            ["split_special_tokens"] = false,
-            ["tokenizer_class"] = "PreTrainedTokenizerFast",
-            ["unk_token"] = null,
-        };
-        return root.ToJsonString(Indented) + "\n";
-    }
+    public static string TokenizerConfigJson(HfTokenizer tok, int modelMaxLength) =>
+        TinyTokenizer.ChatMlTokenizerConfigJson(SpecialTokens.Select(t => (t, Id(tok, t))), ChatTemplate, modelMaxLength, [ImStart, ImEnd]);
 
     static string SpecialTokensMapJson() => new JsonObject
     {
