@@ -183,14 +183,18 @@ public static class QuickstartPipeline
 
     // ---- stage 2-3: the target -------------------------------------------------------------------------------------
 
-    static JsonObject PrepareTargetData(QuickstartOptions o, Layout paths)
+    static JsonObject PrepareTargetData(QuickstartOptions o, Layout paths) => Prepare(o, paths.TargetInit, paths.TrainJsonl, paths.TargetData);
+
+    /// <summary>prepare-data of <paramref name="data"/> with <paramref name="model"/>'s template into a fresh <paramref name="output"/>.</summary>
+    static JsonObject Prepare(QuickstartOptions o, string model, string data, string output)
     {
-        if (Directory.Exists(paths.TargetData)) Directory.Delete(paths.TargetData, recursive: true);
+        // Everything in the directory derives from the dataset (vocabulary mapping, hidden states): start clean.
+        if (Directory.Exists(output)) Directory.Delete(output, recursive: true);
         var summary = PrepareData.Run(new PrepareDataOptions
         {
-            Model = paths.TargetInit,
-            Data = [paths.TrainJsonl],
-            Output = paths.TargetData,
+            Model = model,
+            Data = [data],
+            Output = output,
             SeqLength = o.Profile.TargetContext,
             Seed = o.Seed,
             Overwrite = true,
@@ -349,22 +353,7 @@ public static class QuickstartPipeline
         };
     }
 
-    static JsonObject PrepareDraftData(QuickstartOptions o, Layout paths)
-    {
-        // Everything in the directory derives from the dataset (vocabulary mapping, hidden states): start clean.
-        if (Directory.Exists(paths.DraftPrepared)) Directory.Delete(paths.DraftPrepared, recursive: true);
-        var summary = PrepareData.Run(new PrepareDataOptions
-        {
-            Model = paths.Target,
-            Data = [paths.Regenerated],
-            Output = paths.DraftPrepared,
-            SeqLength = o.Profile.TargetContext,
-            Seed = o.Seed,
-            Overwrite = true,
-        });
-        Log.Info(summary.Format());
-        return PrepareSummaryJson(summary);
-    }
+    static JsonObject PrepareDraftData(QuickstartOptions o, Layout paths) => Prepare(o, paths.Target, paths.Regenerated, paths.DraftPrepared);
 
     static JsonObject Datagen(QuickstartOptions o, Layout paths, bool resume, CancellationToken cancellation)
     {
