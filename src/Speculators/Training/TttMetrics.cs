@@ -18,13 +18,19 @@ namespace Speculators.Training;
 /// i + k; loss = Σ_k loss_k (not averaged over steps). Metrics are <c>X_sum</c>/<c>X_total</c>
 /// pairs of detached 0-d tensors (<c>loss</c>, <c>loss_k</c>, <c>full_acc_k</c>, <c>cond_acc_k</c>,
 /// and <c>{term}_loss_k</c> for compound losses) for <see cref="MetricAccumulator"/>.
+/// <para>With <c>documentIds</c> (packed rows, DESIGN.md §4) <b>a chain never scores a target from another
+/// document</b>: it is valid at step k only when <c>doc[i] ≥ 0</c> and <c>doc[i + k] == doc[i]</c>, so
+/// <c>mask_k ∧= valid_k</c> and <c>prevc_k ∧= valid_k</c> (a chain that leaves its document ends). With no chain
+/// crossing a boundary this is the formula above exactly; Python scores crossing chains against the next
+/// document's targets (the §3.8 quirk), which is what omitting <c>documentIds</c> reproduces.</para>
 /// <para>Create it inside the forward's dispose scope; move <see cref="Loss"/> and the metric tensors
-/// out with the forward's results.</para>
+/// out with the forward's results. Metric tensors are fp32 (fp64 when the logits are fp64).</para>
 /// </summary>
 public sealed class TttMetrics
 {
     readonly Tensor _lossMask;      // [B, L] (any integer or bool dtype)
     readonly Tensor _prevCorrect;   // [B, L] bool
+    readonly Tensor? _documentIds;  // [B, L] int64, −1 = padding; null = Python's semantics
     readonly LossSpec _spec;
     readonly double _decay;
     readonly Dictionary<string, Tensor> _metrics = new();
@@ -34,10 +40,14 @@ public sealed class TttMetrics
     /// <param name="lossMask">[B, L] 0/1 mask of the positions whose target is scored.</param>
     /// <param name="spec">Loss terms (default <c>kl_div</c> for Eagle-3).</param>
     /// <param name="stepLossDecay">γ: step k's loss is multiplied by γ^k (<c>--ttt-step-loss-decay</c>, default 1).</param>
-    public TttMetrics(Tensor lossMask, LossSpec spec, double stepLossDecay = 1.0)
+    /// <param name="documentIds">[B, L] document of each position of a packed row (−1 = padding): chains stay in their document.</param>
+    public TttMetrics(Tensor lossMask, LossSpec spec, double stepLossDecay = 1.0, Tensor? documentIds = null)
     {
         if (lossMask.dim() != 2) throw new ArgumentException($"loss mask must be [B, L], got [{string.Join(", ", lossMask.shape)}].", nameof(lossMask));
+        if (documentIds is not null && !documentIds.shape.SequenceEqual(lossMask.shape))
+            throw new ArgumentException($"document ids must be [B, L] like the loss mask [{string.Join(", ", lossMask.shape)}], got [{string.Join(", ", documentIds.shape)}].", nameof(documentIds));
         _lossMask = lossMask;
+        _documentIds = documentIds?.to(ScalarType.Int64);
         _prevCorrect = lossMask.to(ScalarType.Bool).clone();
         _spec = spec;
         _decay = stepLossDecay;
@@ -57,13 +67,28 @@ public sealed class TttMetrics
         get
         {
             var all = new Dictionary<string, Tensor>(_metrics);
-            all["loss_sum"] = Loss.detach();
+            all["loss_sum"] = MetricDtype(Loss.detach());
             all["loss_total"] = Ones();
             return all;
         }
     }
 
     Tensor Ones() => torch.ones(Array.Empty<long>(), ScalarType.Float32, _lossMask.device);
+
+    static Tensor MetricDtype(Tensor t) => t.dtype == ScalarType.Float64 ? t : t.to(ScalarType.Float32);
+
+    /// <summary>
+    /// The chains valid at step <paramref name="k"/>: [B, L−k] bool over chain starts i, true when position i is a
+    /// document position and i + k lies in the same document.
+    /// </summary>
+    public static Tensor ValidChains(Tensor documentIds, int k)
+    {
+        long n = documentIds.shape[1] - k;
+        using var scope = NewDisposeScope();
+        var start = documentIds.narrow(1, 0, n);
+        var target = documentIds.narrow(1, k, n);
+        return start.ge(0).logical_and(start.eq(target)).MoveToOuterDisposeScope();
+    }
 
     /// <summary>
     /// Records draft step k = <see cref="Steps"/>: <paramref name="logits"/> and
@@ -84,6 +109,8 @@ public sealed class TttMetrics
         var targetsK = targets.narrow(1, k, n);
         var maskK = _lossMask.narrow(1, k, n);
         var prevK = _prevCorrect.narrow(1, 0, n);
+        var valid = _documentIds is null ? null : ValidChains(_documentIds, k);
+        if (valid is not null) maskK = maskK.to(ScalarType.Bool).logical_and(valid);
 
         var (lossK, terms) = DistillationLoss.Compound(logitsK, targetsK, maskK, _spec, scale: Math.Pow(_decay, k));
 
@@ -92,6 +119,7 @@ public sealed class TttMetrics
             var pred = logitsK.argmax(-1);
             var target = targetsK.argmax(-1);
             var correct = pred.eq(target);
+            if (valid is not null) prevK.logical_and_(valid);
             var condTotal = prevK.sum().to(ScalarType.Float32);
             correct = correct.logical_and(prevK);
             prevK.copy_(correct);
@@ -99,7 +127,7 @@ public sealed class TttMetrics
             var correctSum = correct.logical_and(selected).sum().to(ScalarType.Float32);
             var fullTotal = selected.sum().to(ScalarType.Float32);
 
-            _metrics[$"loss_{k}_sum"] = lossK.detach();
+            _metrics[$"loss_{k}_sum"] = MetricDtype(lossK.detach());
             _metrics[$"loss_{k}_total"] = Ones();
             _metrics[$"full_acc_{k}_sum"] = correctSum;
             _metrics[$"full_acc_{k}_total"] = fullTotal;
@@ -107,7 +135,7 @@ public sealed class TttMetrics
             _metrics[$"cond_acc_{k}_total"] = condTotal;
             foreach (var (name, value) in terms)
             {
-                _metrics[$"{name}_loss_{k}_sum"] = value;
+                _metrics[$"{name}_loss_{k}_sum"] = MetricDtype(value);
                 _metrics[$"{name}_loss_{k}_total"] = Ones();
             }
         }

@@ -37,7 +37,7 @@ public sealed class Eagle3TttResult(Tensor loss, IReadOnlyDictionary<string, Ten
 {
     /// <summary>Σ_k loss_k, differentiable.</summary>
     public Tensor Loss { get; } = loss;
-    /// <summary>Detached 0-d <c>X_sum</c>/<c>X_total</c> tensors (see <see cref="Eagle3TttMetrics"/>).</summary>
+    /// <summary>Detached 0-d <c>X_sum</c>/<c>X_total</c> tensors (see <see cref="TttMetrics"/>).</summary>
     public IReadOnlyDictionary<string, Tensor> Metrics { get; } = metrics;
     /// <summary>[1, L] int64 draft-vocabulary argmax of every step.</summary>
     public IReadOnlyList<Tensor> DraftTokens { get; } = draftTokens;
@@ -59,7 +59,7 @@ public sealed class Eagle3TttResult(Tensor loss, IReadOnlyDictionary<string, Ten
 /// for k in 0..K−1:
 ///     x       = layers([embed(ids) | h], positions = position_ids + k)   attention: keys of steps 0..k (TttAttentionBackend)
 ///     logits  = lm_head(norm(x)) ;  h = norm(x) if norm_output else x
-///     loss   += loss_k(logits, targets)                                  (Eagle3TttMetrics: chains stay in their document)
+///     loss   += loss_k(logits, targets)                                  (TttMetrics with document ids: chains stay in their document)
 ///     ids     = input_ids shifted left by k+1, padded with 0             (teacher forcing; or the draft's argmax → d2t)
 /// </code>
 /// RoPE positions of step k are <c>position_ids + k</c>; the token and hidden halves of padding positions are
@@ -87,7 +87,7 @@ public static class Eagle3TttForward
         long length = batch.Length;
         var inputIds = batch.InputIds.to(ScalarType.Int64, device);
         var positions = batch.PositionIds.to(ScalarType.Int64, device);
-        var metrics = new Eagle3TttMetrics(batch.LossMask.to(device), batch.DocumentIds.to(device), options.Loss, options.StepLossDecay);
+        var metrics = new TttMetrics(batch.LossMask.to(device), options.Loss, options.StepLossDecay, batch.DocumentIds.to(device));
 
         var hidden = draft.CombineAuxHidden(batch.HiddenStates.to(device));
         var targets = draft.VerifierTargets(batch.VerifierLastHiddenStates.to(device));

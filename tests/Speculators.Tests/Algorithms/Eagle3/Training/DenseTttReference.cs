@@ -63,7 +63,7 @@ internal static class DenseTttReference
         }
     }
 
-    /// <summary>Loss (differentiable) and metric values (as doubles, keys like <see cref="Eagle3TttMetrics"/> without the pair split: <c>full_acc_k</c> etc. as (sum, total)).</summary>
+    /// <summary>Loss (differentiable) and metric values (as doubles, keys like <see cref="TttMetrics"/> without the pair split: <c>full_acc_k</c> etc. as (sum, total)).</summary>
     public static (Tensor Loss, Dictionary<string, (double Sum, double Total)> Metrics) Run(Eagle3DraftModel draft, Eagle3Batch batch, Eagle3TttOptions options)
     {
         using var scope = NewDisposeScope();

@@ -7,8 +7,8 @@ using static TorchSharp.torch;
 namespace Speculators.Tests.Algorithms.Eagle3.Training;
 
 /// <summary>
-/// The Eagle-3 TTT metrics: §3.8 exactly when no chain leaves its document (equal to the infrastructure's
-/// <see cref="TttMetrics"/>), and chains never scored against another document's targets (DESIGN.md §4).
+/// The Eagle-3 TTT metrics (<see cref="TttMetrics"/> with document ids): §3.8 exactly when no chain leaves its document
+/// (equal to the metrics without document ids), and chains never scored against another document's targets (DESIGN.md §4).
 /// </summary>
 public class TttMetricsTests
 {
@@ -27,7 +27,7 @@ public class TttMetricsTests
         var docs = torch.zeros([2, l], ScalarType.Int64);
         var targets = torch.randn([2, l, vd], generator: gen).mul(2);
         var spec = LossSpec.Parse("{\"kl_div\": 0.7, \"ce\": 0.3}");
-        var ours = new Eagle3TttMetrics(mask, docs, spec, 0.9);
+        var ours = new TttMetrics(mask, spec, 0.9, documentIds: docs);
         var reference = new TttMetrics(mask, spec, 0.9);
         for (int k = 0; k < 4; k++)
         {
@@ -56,7 +56,7 @@ public class TttMetricsTests
         var docs = torch.tensor(new long[] { 0, 0, 0, 1, 1, 1 }, [1, l]);
         var targets = torch.randn([1, l, vd], generator: gen).mul(3);
         var spec = LossSpec.Single(LossKind.KlDiv);
-        var ours = new Eagle3TttMetrics(mask, docs, spec);
+        var ours = new TttMetrics(mask, spec, documentIds: docs);
         var python = new TttMetrics(mask, spec);
 
         // Step 0: logits[i] = targets[i] (all chains correct).
