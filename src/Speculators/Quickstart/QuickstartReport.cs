@@ -95,6 +95,10 @@ public sealed class QuickstartReport
             ["verifier"] = paths.Target,
             ["vllm_serve"] = $"vllm serve {ckpt}",
             ["vllm_serve_long"] = $"vllm serve {paths.Target} --speculative-config '{{\"model\": \"{ckpt}\", \"num_speculative_tokens\": {k}, \"method\": \"eagle3\"}}'",
+            // The speed figures above come from this process, right after training, where small multi-threaded
+            // matmuls run slower for a while (docs/quickstart.md); this command measures them on their own.
+            ["evaluate_command"] = $"speculators evaluate --speculator {ckpt} --verifier {paths.Target} --prompts {paths.EvalPrompts} " +
+                                   $"--num-speculative-tokens {k} --max-new-tokens {o.Profile.MaxNewTokens}",
             ["plots"] = new JsonObject
             {
                 ["training_losses"] = Path.Combine(paths.Plots, "training_losses.png"),
@@ -162,6 +166,8 @@ public sealed class QuickstartReport
         sb.AppendLine("serve it with vLLM (the verifier path is in the checkpoint's config.json):");
         sb.AppendLine("  " + Json["vllm_serve"]!.GetValue<string>());
         sb.AppendLine("  " + Json["vllm_serve_long"]!.GetValue<string>());
+        sb.AppendLine("measure the speed on its own (a fresh process; this run's figures follow training in the same process):");
+        sb.AppendLine("  " + Json["evaluate_command"]!.GetValue<string>());
         return sb.ToString();
     }
 }

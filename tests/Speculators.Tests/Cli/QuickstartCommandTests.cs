@@ -69,6 +69,11 @@ public class QuickstartCommandTests
             Assert.Equal(10, report["stages"]!.AsArray().Count);
             Assert.All(report["stages"]!.AsArray(), s => Assert.False(s!["cached"]!.GetValue<bool>()));
             Assert.Contains($"vllm serve {p.CheckpointBest}", r.Stdout);
+            // The printed evaluate command is a working command line.
+            string evaluate = report["evaluate_command"]!.GetValue<string>();
+            Assert.Contains(evaluate, r.Stdout);
+            var e = CliRunner.Ok(evaluate.Split(' ').Skip(1).ToArray());
+            Assert.Contains("acceptance length", e.Stdout);
             Assert.Contains("acceptance length", r.Stdout);
             Assert.Contains("mask strategy: generation", r.Stderr);
 
