@@ -20,8 +20,7 @@ public sealed class DecoderModel : nn.Module
     public ModuleList<DecoderLayer> layers;
     public RMSNorm norm;
 #pragma warning restore IDE1006
-    readonly RotaryEmbedding[] _rotaries;
-    readonly int[] _rotaryOfLayer;
+    readonly LayerRotaries _rotaries;
 
     public DecoderConfig Config { get; }
 
@@ -33,25 +32,12 @@ public sealed class DecoderModel : nn.Module
         layers = new ModuleList<DecoderLayer>();
         for (int i = 0; i < c.NumLayers; i++) layers.Add(new DecoderLayer(c, i, dtype, device));
         norm = new RMSNorm(c.HiddenSize, c.RmsNormEps, dtype, device);
-        var distinct = new List<RopeConfig>();
-        _rotaryOfLayer = new int[c.NumLayers];
-        for (int i = 0; i < c.NumLayers; i++)
-        {
-            var r = c.RopeFor(i);
-            int idx = distinct.IndexOf(r);
-            if (idx < 0)
-            {
-                distinct.Add(r);
-                idx = distinct.Count - 1;
-            }
-            _rotaryOfLayer[i] = idx;
-        }
-        _rotaries = distinct.Select(r => new RotaryEmbedding(r)).ToArray();
+        _rotaries = new LayerRotaries(c);
         RegisterComponents();
     }
 
     /// <summary>The rotary embedding used by <paramref name="layer"/>.</summary>
-    public RotaryEmbedding RotaryFor(int layer) => _rotaries[_rotaryOfLayer[layer]];
+    public RotaryEmbedding RotaryFor(int layer) => _rotaries.For(layer);
 
     /// <summary>
     /// Runs the embeddings and the first <paramref name="layersToRun"/> layers (all by default).
@@ -71,7 +57,7 @@ public sealed class DecoderModel : nn.Module
             if (id < 0 || id > n) throw new SpeculatorsException($"capture layer id {id} is outside [0, {n}].");
         using var scope = NewDisposeScope();
         var h = embed_tokens.call(inputIds);
-        var tables = new (Tensor Cos, Tensor Sin)?[_rotaries.Length];
+        var tables = _rotaries.ForPositions(positionIds, h.dtype);
         var captures = new List<Tensor>(ids.Count);
         int next = 0;
         for (int i = 0; i <= n; i++)
@@ -82,9 +68,7 @@ public sealed class DecoderModel : nn.Module
                 next++;
             }
             if (i == n) break;
-            int r = _rotaryOfLayer[i];
-            tables[r] ??= _rotaries[r].Forward(positionIds, h.dtype);
-            var (cos, sin) = tables[r]!.Value;
+            var (cos, sin) = tables.For(i);
             h = layers[i].call(h, cos, sin, backend);
         }
         var output = new DecoderOutput(h.MoveToOuterDisposeScope(), captures.Select(c => c.MoveToOuterDisposeScope()).ToList());
@@ -94,7 +78,7 @@ public sealed class DecoderModel : nn.Module
     protected override void Dispose(bool disposing)
     {
         if (disposing)
-            foreach (var r in _rotaries) r.Dispose();
+            _rotaries.Dispose();
         base.Dispose(disposing);
     }
 }

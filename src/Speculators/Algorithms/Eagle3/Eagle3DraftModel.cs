@@ -40,8 +40,7 @@ public sealed class Eagle3DraftModel : nn.Module
     public Modeling.Linear? verifier_lm_head;
 #pragma warning restore IDE1006
 
-    readonly RotaryEmbedding[] _rotaries;
-    readonly int[] _rotaryOfLayer;
+    readonly LayerRotaries _rotaries;
 
     public Eagle3SpeculatorConfig Config { get; }
     public DecoderConfig Decoder { get; }
@@ -103,25 +102,12 @@ public sealed class Eagle3DraftModel : nn.Module
             t2d = torch.zeros(dc.VocabSize, ScalarType.Bool, device);
         }
 
-        var distinct = new List<RopeConfig>();
-        _rotaryOfLayer = new int[dc.NumLayers];
-        for (int i = 0; i < dc.NumLayers; i++)
-        {
-            var r = dc.RopeFor(i);
-            int idx = distinct.IndexOf(r);
-            if (idx < 0)
-            {
-                distinct.Add(r);
-                idx = distinct.Count - 1;
-            }
-            _rotaryOfLayer[i] = idx;
-        }
-        _rotaries = distinct.Select(r => new RotaryEmbedding(r)).ToArray();
+        _rotaries = new LayerRotaries(dc);
         RegisterComponents();
     }
 
     /// <summary>The rotary embedding of draft layer <paramref name="layer"/> (from the draft config).</summary>
-    public RotaryEmbedding RotaryFor(int layer) => _rotaries[_rotaryOfLayer[layer]];
+    public RotaryEmbedding RotaryFor(int layer) => _rotaries.For(layer);
 
     /// <summary>Named parameters (checkpoint keys), verifier targets included when attached.</summary>
     public IEnumerable<(string Name, Parameter Param)> Weights() => named_parameters().Select(p => (p.name, p.parameter));
@@ -256,12 +242,10 @@ public sealed class Eagle3DraftModel : nn.Module
         using var scope = NewDisposeScope();
         var positions = positionIds.to(ScalarType.Int64, Device);
         var x = torch.cat([embeds.to(DType), hidden.to(DType)], 2);
-        var tables = new (Tensor Cos, Tensor Sin)?[_rotaries.Length];
+        var tables = _rotaries.ForPositions(positions, DType);
         for (int i = 0; i < layers.Count; i++)
         {
-            int r = _rotaryOfLayer[i];
-            tables[r] ??= _rotaries[r].Forward(positions, DType);
-            var (cos, sin) = tables[r]!.Value;
+            var (cos, sin) = tables.For(i);
             x = layers[i].call(x, cos, sin, backend);
         }
         return x.MoveToOuterDisposeScope();
@@ -375,7 +359,7 @@ public sealed class Eagle3DraftModel : nn.Module
     protected override void Dispose(bool disposing)
     {
         if (disposing)
-            foreach (var r in _rotaries) r.Dispose();
+            _rotaries.Dispose();
         base.Dispose(disposing);
     }
 }
