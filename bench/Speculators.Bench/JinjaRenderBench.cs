@@ -84,7 +84,7 @@ print(json.dumps({"renders": n, "wall": wall, "cpu": cpu, "scenarios": len(varia
                 default: Console.Error.WriteLine($"unknown option {args[i]}"); return 1;
             }
         }
-        data ??= FindSharedData();
+        data ??= SharedData.Find();
         string dir = Path.Combine(data, "chat_templates");
         string scenariosPath = Path.Combine(dir, "scenarios.json");
         var scenarios = JsonNode.Parse(File.ReadAllText(scenariosPath))!.AsArray();
@@ -163,18 +163,5 @@ print(json.dumps({"renders": n, "wall": wall, "cpu": cpu, "scenarios": len(varia
         {
             return new Figure(0, 0, $"{python}: {e.Message}");
         }
-    }
-
-    static string FindSharedData()
-    {
-        var env = Environment.GetEnvironmentVariable("SPECULATORS_SHARED_DATA");
-        if (!string.IsNullOrEmpty(env)) return env;
-        foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
-            for (var d = new DirectoryInfo(start); d != null; d = d.Parent)
-            {
-                var candidate = Path.Combine(d.FullName, "shared", "data");
-                if (Directory.Exists(candidate)) return candidate;
-            }
-        throw new DirectoryNotFoundException("shared/data not found; pass --data DIR or set SPECULATORS_SHARED_DATA.");
     }
 }

@@ -37,7 +37,7 @@ public sealed class PrepareDataBench : IBenchmark
                 default: Console.Error.WriteLine($"unknown option {args[i]}"); return 1;
             }
         }
-        string data = FindSharedData();
+        string data = SharedData.Find();
         string model = Path.Combine(data, "tokenizers", "qwen3");
         string work = Path.Combine(Path.GetTempPath(), "prepare-bench-" + Guid.NewGuid().ToString("N")[..8]);
         Directory.CreateDirectory(work);
@@ -171,17 +171,5 @@ public sealed class PrepareDataBench : IBenchmark
             lines.Add(new JsonObject { ["messages"] = msgs }.ToJsonString());
         }
         return lines;
-    }
-
-    static string FindSharedData()
-    {
-        var env = Environment.GetEnvironmentVariable("SPECULATORS_SHARED_DATA");
-        if (!string.IsNullOrEmpty(env)) return env;
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
-        {
-            string c = Path.Combine(d.FullName, "shared", "data");
-            if (Directory.Exists(c)) return c;
-        }
-        throw new DirectoryNotFoundException("shared/data not found above " + AppContext.BaseDirectory + "; set SPECULATORS_SHARED_DATA.");
     }
 }

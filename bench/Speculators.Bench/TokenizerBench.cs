@@ -16,7 +16,7 @@ public sealed class TokenizerBench : IBenchmark
 
     public int Run(string[] args)
     {
-        string data = FindSharedData();
+        string data = SharedData.Find();
         string[] names = args.Length > 0 ? args : ["qwen3", "llama3_1", "llama2"];
         var docs = LoadDocuments(data);
         long chars = docs.Sum(d => (long)d.Length);
@@ -92,17 +92,5 @@ public sealed class TokenizerBench : IBenchmark
         for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
             if (File.Exists(Path.Combine(d.FullName, marker))) return d.FullName;
         return null;
-    }
-
-    static string FindSharedData()
-    {
-        var env = Environment.GetEnvironmentVariable("SPECULATORS_SHARED_DATA");
-        if (!string.IsNullOrEmpty(env)) return env;
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
-        {
-            string c = Path.Combine(d.FullName, "shared", "data");
-            if (Directory.Exists(c)) return c;
-        }
-        throw new DirectoryNotFoundException("shared/data not found above " + AppContext.BaseDirectory + "; set SPECULATORS_SHARED_DATA.");
     }
 }
